@@ -1,0 +1,211 @@
+# Pure renderers for Pulsewire's Kafka side: broker server.properties, the topic
+# list, the Connect worker properties and the FileStreamSource connector config.
+#
+# Everything is derived from provisioning/pipeline.toml with `builtins` only (no
+# nixpkgs), so the NixOS modules, the local test stack (tests/local/) and the
+# tests under tests/nix/ evaluate exactly the same values:
+#
+#   nix-instantiate --eval --strict -E \
+#     '(import ./nixos/lib/pulsewire.nix { }).bootstrapServers'
+#
+# Every property value is a string; `toProperties` renders an attrset to the
+# text of a .properties file.
+{
+  pipelineFile ? ../../provisioning/pipeline.toml,
+  # Optional override of the broker list, for brokers spread over several
+  # hosts: [ { id = 1; host = "10.0.0.1"; port = 9092; controllerPort = 9093; } ... ].
+  # null derives the list from [kafka] in pipeline.toml (all on one host).
+  brokerList ? null,
+  # Optional already-parsed pipeline (an attrset shaped like pipeline.toml),
+  # used instead of pipelineFile; tests use it to render variants.
+  pipelineData ? null,
+}:
+rec {
+  pipeline =
+    if pipelineData != null then pipelineData else builtins.fromTOML (builtins.readFile pipelineFile);
+
+  kafka = pipeline.kafka;
+
+  clusterId = kafka.cluster_id;
+
+  range = first: last: if first > last then [ ] else builtins.genList (i: first + i) (last - first + 1);
+
+  min = a: b: if a < b then a else b;
+
+  # Broker N (1-based) listens on plaintext_port_base + 2*(N-1), its controller on +1.
+  brokers =
+    if brokerList != null then
+      brokerList
+    else
+      map (id: rec {
+        inherit id;
+        host = kafka.host;
+        port = kafka.plaintext_port_base + 2 * (id - 1);
+        controllerPort = port + 1;
+      }) (range 1 kafka.brokers);
+
+  brokerCount = builtins.length brokers;
+
+  brokerById =
+    id:
+    let
+      found = builtins.filter (b: b.id == id) brokers;
+    in
+    if found == [ ] then throw "pulsewire: no broker with id ${toString id}" else builtins.head found;
+
+  hostPort = host: port: "${host}:${toString port}";
+
+  bootstrapServers = builtins.concatStringsSep "," (map (b: hostPort b.host b.port) brokers);
+
+  # Static KRaft quorum: the same string on every broker.
+  controllerQuorumVoters = builtins.concatStringsSep "," (
+    map (b: "${toString b.id}@${hostPort b.host b.controllerPort}") brokers
+  );
+
+  # Replication never asks for more replicas than there are brokers, so a
+  # one-broker development host still works; the appliance has three.
+  replicationFactor = min kafka.topic_defaults.replication_factor brokerCount;
+  minInsyncReplicas = min kafka.topic_defaults.min_insync_replicas replicationFactor;
+
+  brokerSettings =
+    { id, logDir }:
+    let
+      b = brokerById id;
+    in
+    {
+      "node.id" = toString b.id;
+      "process.roles" = "broker,controller";
+      "listeners" = "PLAINTEXT://${hostPort b.host b.port},CONTROLLER://${hostPort b.host b.controllerPort}";
+      "advertised.listeners" = "PLAINTEXT://${hostPort b.host b.port}";
+      "listener.security.protocol.map" = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT";
+      "controller.listener.names" = "CONTROLLER";
+      "inter.broker.listener.name" = "PLAINTEXT";
+      "controller.quorum.voters" = controllerQuorumVoters;
+      "log.dirs" = logDir;
+      "num.partitions" = toString kafka.topic_defaults.partitions;
+      "default.replication.factor" = toString replicationFactor;
+      "min.insync.replicas" = toString minInsyncReplicas;
+      "offsets.topic.replication.factor" = toString replicationFactor;
+      "transaction.state.log.replication.factor" = toString replicationFactor;
+      "transaction.state.log.min.isr" = toString minInsyncReplicas;
+      "auto.create.topics.enable" = "false";
+      "unclean.leader.election.enable" = "false";
+      "group.initial.rebalance.delay.ms" = "0";
+    };
+
+  # Java .properties text: keys sorted (attrNames is sorted), one key=value per line.
+  escapeProperty = builtins.replaceStrings [ "\\" "\n" ] [ "\\\\" "\\n" ];
+  toProperties =
+    attrs:
+    builtins.concatStringsSep "" (
+      map (k: "${k}=${escapeProperty (toString attrs.${k})}\n") (builtins.attrNames attrs)
+    );
+
+  brokerProperties = args: toProperties (brokerSettings args);
+
+  # Every [topics.*] table with [kafka.topic_defaults] applied, sorted by table key.
+  topics = map (
+    key:
+    let
+      t = kafka.topic_defaults // pipeline.topics.${key};
+    in
+    {
+      inherit key;
+      name = t.name;
+      partitions = t.partitions;
+      replicationFactor = min t.replication_factor brokerCount;
+      configs = {
+        "min.insync.replicas" = toString (min t.min_insync_replicas (min t.replication_factor brokerCount));
+        "cleanup.policy" = t.cleanup_policy;
+      };
+    }
+  ) (builtins.attrNames pipeline.topics);
+
+  topicByKey =
+    key:
+    builtins.head (builtins.filter (t: t.key == key) topics);
+
+  # Arguments for `kafka-topics.sh --create --if-not-exists` for one topic.
+  topicCreateArgs =
+    t:
+    [
+      "--create"
+      "--if-not-exists"
+      "--topic"
+      t.name
+      "--partitions"
+      (toString t.partitions)
+      "--replication-factor"
+      (toString t.replicationFactor)
+    ]
+    ++ builtins.concatLists (map (k: [ "--config" "${k}=${t.configs.${k}}" ]) (builtins.attrNames t.configs));
+
+  connect = pipeline.connect;
+
+  connectWorkerSettings =
+    { pluginPath }:
+    {
+      "bootstrap.servers" = bootstrapServers;
+      "group.id" = connect.group_id;
+      "listeners" = "HTTP://${hostPort kafka.host connect.rest_port}";
+      "rest.advertised.host.name" = kafka.host;
+      "rest.advertised.port" = toString connect.rest_port;
+      "plugin.path" = pluginPath;
+      # One CSV line in, the same bytes out: no schema envelope.
+      "key.converter" = "org.apache.kafka.connect.storage.StringConverter";
+      "value.converter" = "org.apache.kafka.connect.storage.StringConverter";
+      # KIP-618: source tasks write records and their file offsets in one transaction.
+      "exactly.once.source.support" = "enabled";
+      "config.storage.topic" = connect.config_topic;
+      "config.storage.replication.factor" = toString replicationFactor;
+      "offset.storage.topic" = connect.offset_topic;
+      "offset.storage.replication.factor" = toString replicationFactor;
+      "offset.storage.partitions" = "3";
+      "status.storage.topic" = connect.status_topic;
+      "status.storage.replication.factor" = toString replicationFactor;
+      "status.storage.partitions" = "3";
+      "offset.flush.interval.ms" = "1000";
+    };
+
+  connectWorkerProperties = args: toProperties (connectWorkerSettings args);
+
+  connectorName = connect.connector_name;
+
+  # Body of PUT /connectors/<connectorName>/config.
+  connectorConfig =
+    { file }:
+    {
+      "connector.class" = "org.apache.kafka.connect.file.FileStreamSourceConnector";
+      "tasks.max" = "1";
+      "file" = file;
+      "topic" = (topicByKey "raw").name;
+      # Refuse to start unless the connector really is exactly-once (KIP-618).
+      "exactly.once.support" = "required";
+      "key.converter" = "org.apache.kafka.connect.storage.StringConverter";
+      "value.converter" = "org.apache.kafka.connect.storage.StringConverter";
+    };
+
+  connectorJson = args: builtins.toJSON (connectorConfig args);
+
+  # Every TCP port the appliance listens on, for uniqueness checks and firewalls.
+  servicePorts = {
+    connect = connect.rest_port;
+    influxdb = pipeline.influxdb.port;
+    grafana = pipeline.grafana.port;
+  }
+  // builtins.listToAttrs (
+    map (s: {
+      name = "${s}-metrics";
+      value = pipeline.services.${s}.metrics_port;
+    }) (builtins.attrNames pipeline.services)
+  );
+
+  allPorts =
+    builtins.concatLists (
+      map (b: [
+        b.port
+        b.controllerPort
+      ]) brokers
+    )
+    ++ builtins.attrValues servicePorts;
+}

@@ -1,0 +1,160 @@
+# Checks on the renders of nixos/lib/pulsewire.nix from provisioning/pipeline.toml.
+# Run: nix-instantiate --eval --strict tests/nix/render.nix   (=> true)
+let
+  h = import ./lib/harness.nix;
+  inherit (h) check;
+  p = import ../../nixos/lib/pulsewire.nix { };
+
+  ids = map (b: b.id) p.brokers;
+  settings = map (id: p.brokerSettings {
+    inherit id;
+    logDir = "/var/lib/pulsewire-kafka-${toString id}";
+  }) ids;
+  listenerPorts =
+    s:
+    map (l: builtins.elemAt (builtins.match ".*:([0-9]+)" l) 0) (
+      builtins.filter builtins.isString (builtins.split "," s.listeners)
+    );
+  worker = p.connectWorkerSettings { pluginPath = "/nix/store/x-apache-kafka/libs/connect-file-4.1.1.jar"; };
+  connector = p.connectorConfig { file = p.pipeline.connect.file; };
+  topicNamed = n: builtins.head (builtins.filter (t: t.name == n) p.topics);
+  rawName = p.pipeline.topics.raw.name;
+in
+h.run [
+  (check "three brokers rendered" (builtins.length p.brokers == 3))
+  (check "three distinct node.ids" (
+    h.unique (map (s: s."node.id") settings) && builtins.length settings == 3
+  ))
+  (check "node.id matches the broker id" (
+    map (s: s."node.id") settings == map toString ids
+  ))
+  (check "identical controller.quorum.voters on every broker" (
+    builtins.length (h.unique' (map (s: s."controller.quorum.voters") settings)) == 1
+  ))
+  (check "voters name every broker's controller port" (
+    (builtins.head settings)."controller.quorum.voters"
+    == "1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097"
+  ))
+  (check "combined broker,controller roles" (
+    h.all (map (s: s."process.roles" == "broker,controller") settings)
+  ))
+  (check "unique ports across all listeners and services" (h.unique p.allPorts))
+  (check "listener ports are the broker's port and controller port" (
+    h.all (
+      map (
+        b:
+        listenerPorts (p.brokerSettings {
+          inherit (b) id;
+          logDir = "/x";
+        }) == [
+          (toString b.port)
+          (toString b.controllerPort)
+        ]
+      ) p.brokers
+    )
+  ))
+  (check "advertised.listeners is the PLAINTEXT listener" (
+    h.all (
+      map (
+        b:
+        (p.brokerSettings {
+          inherit (b) id;
+          logDir = "/x";
+        })."advertised.listeners" == "PLAINTEXT://${b.host}:${toString b.port}"
+      ) p.brokers
+    )
+  ))
+  (check "each broker has its own log.dirs" (h.unique (map (s: s."log.dirs") settings)))
+  (check "replication settings for three brokers" (
+    h.all (
+      map (
+        s:
+        s."offsets.topic.replication.factor" == "3"
+        && s."transaction.state.log.replication.factor" == "3"
+        && s."transaction.state.log.min.isr" == "2"
+        && s."default.replication.factor" == "3"
+        && s."min.insync.replicas" == "2"
+        && s."auto.create.topics.enable" == "false"
+      ) settings
+    )
+  ))
+  (check "all property values are strings" (
+    h.all (map (s: h.all (map builtins.isString (builtins.attrValues s))) (settings ++ [ worker connector ]))
+  ))
+  (check "bootstrapServers lists every PLAINTEXT listener" (
+    p.bootstrapServers == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+  ))
+  (check "toProperties renders sorted key=value lines that parse back" (
+    p.toProperties {
+      b = "2";
+      a = "x:y=z";
+    } == "a=x:y=z\nb=2\n"
+    && h.parseProperties (p.brokerProperties {
+      id = 1;
+      logDir = "/d";
+    }) == builtins.head settings // { "log.dirs" = "/d"; }
+  ))
+  (check "five topics from pipeline.toml" (builtins.length p.topics == 5))
+  (check "every topic RF 3, 3 partitions, min.insync.replicas 2" (
+    h.all (
+      map (
+        t: t.replicationFactor == 3 && t.partitions == 3 && t.configs."min.insync.replicas" == "2"
+      ) p.topics
+    )
+  ))
+  (check "topic names unique" (h.unique (map (t: t.name) p.topics)))
+  (check "processor state topic is compacted" (
+    (topicNamed p.pipeline.topics.processor_state.name).configs."cleanup.policy" == "compact"
+  ))
+  (check "data topics use delete cleanup" (
+    h.all (
+      map (k: (topicNamed p.pipeline.topics.${k}.name).configs."cleanup.policy" == "delete") [
+        "raw"
+        "readings"
+        "stats"
+        "dlq"
+      ]
+    )
+  ))
+  (check "topicCreateArgs is idempotent and carries the configs" (
+    let
+      a = p.topicCreateArgs (topicNamed rawName);
+    in
+    builtins.elem "--if-not-exists" a && builtins.elem "min.insync.replicas=2" a
+  ))
+  (check "connector topic = raw topic" (connector.topic == rawName && rawName == "heartrate.raw"))
+  (check "connector is FileStreamSource, one task, the pipeline file" (
+    connector."connector.class" == "org.apache.kafka.connect.file.FileStreamSourceConnector"
+    && connector."tasks.max" == "1"
+    && connector.file == "/var/lib/pulsewire/readings.csv"
+  ))
+  (check "connector JSON round-trips" (
+    builtins.fromJSON (p.connectorJson { file = "/f"; }) == p.connectorConfig { file = "/f"; }
+  ))
+  (check "worker has exactly.once.source.support=enabled" (
+    worker."exactly.once.source.support" == "enabled"
+  ))
+  (check "worker uses StringConverter for key and value" (
+    worker."key.converter" == "org.apache.kafka.connect.storage.StringConverter"
+    && worker."value.converter" == "org.apache.kafka.connect.storage.StringConverter"
+  ))
+  (check "worker internal topics RF 3" (
+    worker."config.storage.replication.factor" == "3"
+    && worker."offset.storage.replication.factor" == "3"
+    && worker."status.storage.replication.factor" == "3"
+  ))
+  (check "worker REST port and plugin.path" (
+    worker.listeners == "HTTP://127.0.0.1:8083"
+    && worker."plugin.path" == "/nix/store/x-apache-kafka/libs/connect-file-4.1.1.jar"
+  ))
+  (check "worker internal topics do not collide with pipeline topics" (
+    h.unique (
+      map (t: t.name) p.topics
+      ++ [
+        worker."config.storage.topic"
+        worker."offset.storage.topic"
+        worker."status.storage.topic"
+      ]
+    )
+  ))
+]
