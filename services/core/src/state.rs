@@ -1,6 +1,36 @@
 //! The processor's state: statistics plus a bounded duplicate window per
 //! (sensor, kind). Serialisable so it can be stored in, and restored from,
 //! the compacted state topic.
+//!
+//! # The duplicate rule
+//!
+//! A reading is identified by (sensor, kind, event instant in nanoseconds), so
+//! `13:58:37.5` and `13:58:39.5+02:00` are one reading. Each (sensor, kind)
+//! remembers the event times of the `dedup_window` **latest by event time**
+//! readings it counted (pipeline.toml: `dedup_window = 1024`). For a new
+//! reading with event time `t` ([`StateTable::apply`]):
+//!
+//! - `t` is in the window: [`Applied::Duplicate`], nothing changes;
+//! - the window is full and `t` is older than all of it: [`Applied::Late`],
+//!   nothing changes. Such a reading may be one that was counted and has since
+//!   left the window, so counting it could count it twice; refusing it keeps
+//!   the promise "never counted twice" exact, at the price of readings that
+//!   arrive more than `dedup_window` readings late (about 17 minutes at one
+//!   reading a second). The processor counts these in a metric and sends them
+//!   to the DLQ, so none is silently dropped;
+//! - otherwise it is counted, `t` joins the window and the oldest time leaves
+//!   it when it is over size: [`Applied::Counted`].
+//!
+//! Because the window holds the latest event times, not the latest arrivals,
+//! every counted reading at or after the window's oldest time is in it: the
+//! rule holds in any arrival order, and the state after a set of readings does
+//! not depend on their order (as long as none is late).
+//!
+//! A state is about 20 bytes of JSON per remembered time, ~20 KiB with a full
+//! window of 1024: fine for a compacted topic (default max message 1 MB).
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +44,10 @@ pub enum Applied {
     Counted(Stats),
     /// Same identity as a reading already counted; nothing changed.
     Duplicate,
+    /// Older than every event time in a full duplicate window, so it cannot be
+    /// told apart from an already counted reading; nothing changed. See the
+    /// module docs.
+    Late,
 }
 
 /// State of one (sensor, kind): its statistics and recent event times.
@@ -22,22 +56,130 @@ pub struct SensorState {
     pub sensor_id: u64,
     pub kind: String,
     pub stats: Stats,
-    /// Event times (ns since epoch) of the most recent accepted readings.
-    pub recent: Vec<i64>,
+    /// Event times (ns since epoch) of the latest-by-event-time accepted
+    /// readings, at most `dedup_window` of them. A JSON array, ascending.
+    pub recent: BTreeSet<i64>,
+}
+
+impl SensorState {
+    /// The state after counting its first reading.
+    pub fn new(reading: &Reading) -> Self {
+        Self {
+            sensor_id: reading.sensor_id,
+            kind: reading.kind.clone(),
+            stats: Stats::of(reading),
+            recent: BTreeSet::from([reading.time_ns()]),
+        }
+    }
+
+    /// The key of this state's record in the compacted state topic: unique per
+    /// (sensor, kind), so compaction keeps exactly the latest state of each.
+    pub fn changelog_key(&self) -> String {
+        format!("{}/{}", self.sensor_id, self.kind)
+    }
+
+    /// The duplicate rule (module docs) for a reading of this (sensor, kind).
+    fn apply(&mut self, reading: &Reading, window: usize) -> Applied {
+        let t = reading.time_ns();
+        if self.recent.contains(&t) {
+            return Applied::Duplicate;
+        }
+        if self.recent.len() >= window && self.recent.first().is_some_and(|&oldest| t < oldest) {
+            return Applied::Late;
+        }
+        self.recent.insert(t);
+        self.trim(window);
+        self.stats.add_reading(reading);
+        Applied::Counted(self.stats.clone())
+    }
+
+    /// Keeps the `window` latest times.
+    fn trim(&mut self, window: usize) {
+        while self.recent.len() > window {
+            self.recent.pop_first();
+        }
+    }
 }
 
 /// All (sensor, kind) states a processor owns.
+///
+/// The processor applies a batch with [`StateTable::apply`], writes the states
+/// of the (sensor, kind)s that were counted ([`StateTable::get`]) to the
+/// changelog, and on start feeds the changelog back through
+/// [`StateTable::insert_restored`].
 #[derive(Debug, Default)]
-pub struct StateTable {}
+pub struct StateTable {
+    states: HashMap<(u64, String), SensorState>,
+    dedup_window: usize,
+}
 
 impl StateTable {
+    /// An empty table remembering `dedup_window` event times per
+    /// (sensor, kind). A window of 0 is taken as 1: the rule needs at least the
+    /// latest time to mean anything.
     pub fn new(dedup_window: usize) -> Self {
-        let _ = dedup_window;
-        todo!()
+        Self {
+            states: HashMap::new(),
+            dedup_window,
+        }
     }
 
+    pub fn dedup_window(&self) -> usize {
+        self.dedup_window.max(1)
+    }
+
+    /// Counts `reading` unless it is a duplicate or late (module docs).
     pub fn apply(&mut self, reading: &Reading) -> Applied {
-        let _ = reading;
-        todo!()
+        let window = self.dedup_window();
+        match self.states.entry((reading.sensor_id, reading.kind.clone())) {
+            Entry::Vacant(slot) => {
+                Applied::Counted(slot.insert(SensorState::new(reading)).stats.clone())
+            }
+            Entry::Occupied(slot) => slot.into_mut().apply(reading, window),
+        }
+    }
+
+    pub fn get(&self, sensor_id: u64, kind: &str) -> Option<&SensorState> {
+        self.states.get(&(sensor_id, kind.to_owned()))
+    }
+
+    /// Puts a state read back from the changelog in place, replacing any state
+    /// of the same (sensor, kind) — the changelog's last record wins, as in
+    /// compaction. Its window is trimmed to this table's size, in case the
+    /// configured window shrank. Returns the state it replaced.
+    pub fn insert_restored(&mut self, mut state: SensorState) -> Option<SensorState> {
+        state.trim(self.dedup_window());
+        self.states
+            .insert((state.sensor_id, state.kind.clone()), state)
+    }
+
+    /// Forgets one (sensor, kind), e.g. on a changelog tombstone.
+    pub fn remove(&mut self, sensor_id: u64, kind: &str) -> Option<SensorState> {
+        self.states.remove(&(sensor_id, kind.to_owned()))
+    }
+
+    /// Forgets everything, e.g. when partitions are revoked before a restore.
+    pub fn clear(&mut self) {
+        self.states.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// All states, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &SensorState> {
+        self.states.values()
+    }
+
+    /// All states sorted by sensor id, then kind (the order `replay` prints).
+    pub fn sorted(&self) -> Vec<&SensorState> {
+        let mut states: Vec<_> = self.states.values().collect();
+        states.sort_by(|a, b| (a.sensor_id, &a.kind).cmp(&(b.sensor_id, &b.kind)));
+        states
     }
 }
