@@ -1,0 +1,169 @@
+//! What the aggregator does with one raw record, as a [`Transform`] of the
+//! transactional loop: parse, then route to the readings topic or the DLQ.
+//!
+//! Metrics are held back until the batch's transaction commits, so an aborted
+//! and replayed batch is not counted twice.
+
+use std::collections::BTreeMap;
+
+use pulsewire_core::dlq::DlqRecord;
+use pulsewire_core::kafka::{Output, Transform};
+use pulsewire_core::metrics as m;
+use pulsewire_core::parse::Parser;
+use pulsewire_core::reading::Reading;
+use rdkafka::message::{BorrowedMessage, Message};
+
+pub const STAGE: &str = "aggregator";
+
+/// Counts of one batch, published when it commits.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub readings: u64,
+    pub skipped: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+pub struct Aggregate {
+    parser: Parser,
+    readings_topic: String,
+    dlq_topic: String,
+    pending: Pending,
+}
+
+impl Aggregate {
+    pub fn new(parser: Parser, readings_topic: String, dlq_topic: String) -> Self {
+        Self {
+            parser,
+            readings_topic,
+            dlq_topic,
+            pending: Pending::default(),
+        }
+    }
+
+    /// The routing decision for one payload read at `topic/partition/offset`.
+    /// Pure, so the tests can check it without Kafka.
+    pub fn route(
+        &mut self,
+        payload: &[u8],
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> anyhow::Result<Option<Output>> {
+        match self.parser.parse(payload) {
+            Ok(Some(reading)) => {
+                self.pending.readings += 1;
+                Ok(Some(reading_output(&self.readings_topic, &reading)?))
+            }
+            Ok(None) => {
+                self.pending.skipped += 1;
+                Ok(None)
+            }
+            Err(rejection) => {
+                let code = rejection.reason_code();
+                *self.pending.rejected.entry(code).or_default() += 1;
+                tracing::info!(topic, partition, offset, reason = %rejection, code, "line rejected");
+                let record = DlqRecord::rejected(STAGE, &rejection, payload, topic, partition, offset);
+                Ok(Some(Output {
+                    topic: self.dlq_topic.clone(),
+                    partition: None,
+                    key: None,
+                    payload: serde_json::to_vec(&record)?,
+                }))
+            }
+        }
+    }
+}
+
+/// A reading on the readings topic: keyed by sensor id, so every reading of
+/// a sensor lands on one partition and is processed in order by one owner.
+pub fn reading_output(topic: &str, reading: &Reading) -> anyhow::Result<Output> {
+    Ok(Output {
+        topic: topic.to_string(),
+        partition: None,
+        key: Some(reading.sensor_id.to_string().into_bytes()),
+        payload: serde_json::to_vec(reading)?,
+    })
+}
+
+impl Transform for Aggregate {
+    fn record(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<Output>) -> anyhow::Result<()> {
+        // A null value (tombstone) is an empty line: skipped by the parser.
+        let payload = msg.payload().unwrap_or_default();
+        if let Some(output) = self.route(payload, msg.topic(), msg.partition(), msg.offset())? {
+            out.push(output);
+        }
+        Ok(())
+    }
+
+    fn committed(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        metrics::counter!(m::RECORDS_OUT, "topic" => self.readings_topic.clone()).increment(pending.readings);
+        metrics::counter!(m::SKIPPED).increment(pending.skipped);
+        let mut dlq = 0;
+        for (reason, n) in pending.rejected {
+            metrics::counter!(m::REJECTED, "reason" => reason).increment(n);
+            dlq += n;
+        }
+        metrics::counter!(m::DLQ).increment(dlq);
+    }
+
+    fn reset(&mut self, _partitions: &[i32]) -> anyhow::Result<()> {
+        // Stateless: only the uncommitted batch's counts are forgotten.
+        self.pending = Pending::default();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pulsewire_core::parse::KindRule;
+
+    fn stage() -> Aggregate {
+        let parser = Parser::new(vec![KindRule::new("heart_rate", 30, 250)]);
+        Aggregate::new(parser, "readings".into(), "dlq".into())
+    }
+
+    #[test]
+    fn valid_line_becomes_a_reading_keyed_by_sensor() {
+        let mut s = stage();
+        let out = s
+            .route(b"7,heart_rate,2024-06-19 13:58:37.074766,80", "raw", 2, 41)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.topic, "readings");
+        assert_eq!(out.key.as_deref(), Some(&b"7"[..]));
+        let reading: Reading = serde_json::from_slice(&out.payload).unwrap();
+        assert_eq!((reading.sensor_id, reading.value), (7, 80));
+        // A JSON-encoded string (Connect's JsonConverter) is the same reading.
+        let json = s
+            .route(br#""7,heart_rate,2024-06-19 13:58:37.074766,80""#, "raw", 2, 42)
+            .unwrap()
+            .unwrap();
+        assert_eq!(json.payload, out.payload);
+        assert_eq!(s.pending.readings, 2);
+    }
+
+    #[test]
+    fn rejected_line_goes_to_dlq_with_its_position() {
+        let mut s = stage();
+        let out = s.route(b"7,heart_rate,2024-06-19 13:58:37,999", "raw", 1, 9).unwrap().unwrap();
+        assert_eq!((out.topic.as_str(), out.key.as_ref()), ("dlq", None));
+        let record: DlqRecord = serde_json::from_slice(&out.payload).unwrap();
+        assert_eq!(record.stage, "aggregator");
+        assert!(!record.reason.is_empty());
+        assert_eq!((record.topic.as_str(), record.partition, record.offset), ("raw", 1, 9));
+        assert_eq!(record.raw, "7,heart_rate,2024-06-19 13:58:37,999");
+        assert_eq!(s.pending.rejected.get("value_out_of_range"), Some(&1));
+    }
+
+    #[test]
+    fn blank_and_header_lines_are_only_counted() {
+        let mut s = stage();
+        assert!(s.route(b"", "raw", 0, 0).unwrap().is_none());
+        assert!(s.route(b"sensor_id,kind,timestamp,value", "raw", 0, 1).unwrap().is_none());
+        assert_eq!(s.pending.skipped, 2);
+        s.reset(&[0]).unwrap();
+        assert_eq!(s.pending, Pending::default());
+    }
+}
