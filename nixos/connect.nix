@@ -1,0 +1,157 @@
+# Kafka Connect in distributed mode (pulsewire-connect) with the
+# FileStreamSource connector, registered idempotently by the
+# pulsewire-connect-register oneshot. nixpkgs has no Connect module; the
+# worker runs the distribution's connect-distributed.sh with properties
+# rendered by ./lib/pulsewire.nix.
+#
+# The readings file (services.pulsewire.connect.file) lives in a directory
+# owned by the static `pulsewire` user: the simulator (or any other writer)
+# appends to it as that user, the worker reads it through the group.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  cfg = config.services.pulsewire;
+  ccfg = cfg.connect;
+  kcfg = cfg.kafka;
+  render = import ./lib/pulsewire.nix {
+    pipelineFile = cfg.pipelineFile;
+    brokerList = kcfg.brokers;
+  };
+  inherit (import ./lib/hardening.nix) jvm common;
+  kafka = kcfg.package;
+
+  # Since Kafka 3.2 the file connectors are not on the worker's classpath;
+  # plugin.path gets a directory holding just that jar.
+  filePlugin = pkgs.runCommand "pulsewire-connect-file-plugin" { } ''
+    mkdir -p $out
+    ln -s ${kafka}/libs/connect-file-*.jar $out/
+  '';
+
+  workerProperties = pkgs.writeText "pulsewire-connect-worker.properties" (
+    render.toProperties (render.connectWorkerSettings { pluginPath = "${filePlugin}"; } // ccfg.settings)
+  );
+
+  connectorJson = pkgs.writeText "pulsewire-connector.json" (render.connectorJson { file = ccfg.file; });
+
+  restUrl = "http://${render.kafka.host}:${toString render.connect.rest_port}";
+
+  log4j2 = pkgs.writeText "pulsewire-connect-log4j2.properties" ''
+    status = warn
+    appender.stdout.type = Console
+    appender.stdout.name = STDOUT
+    appender.stdout.layout.type = PatternLayout
+    appender.stdout.layout.pattern = %p [%c{1}] %m%n
+    rootLogger.level = INFO
+    rootLogger.appenderRef.stdout.ref = STDOUT
+    logger.reflections.name = org.reflections
+    logger.reflections.level = ERROR
+  '';
+  log4j1 = pkgs.writeText "pulsewire-connect-log4j.properties" ''
+    log4j.rootLogger=INFO, stdout
+    log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+    log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+    log4j.appender.stdout.layout.ConversionPattern=%p [%c{1}] %m%n
+    log4j.logger.org.reflections=ERROR
+  '';
+
+  readingsDir = builtins.dirOf ccfg.file;
+
+  brokerDeps =
+    map (id: "pulsewire-kafka-${toString id}.service") (lib.optionals kcfg.enable kcfg.localBrokers)
+    ++ lib.optional kcfg.createTopics "pulsewire-kafka-topics.service";
+
+  registerScript = pkgs.writeShellScript "pulsewire-connect-register" ''
+    set -euo pipefail
+    url=${lib.escapeShellArg "${restUrl}/connectors/${render.connectorName}"}
+    deadline=$((SECONDS + 600))
+
+    response=$(mktemp)
+
+    # PUT .../config creates or updates: running it again is harmless.
+    code=none
+    until code=$(curl -sS -o "$response" -w '%{http_code}' -X PUT \
+        -H 'Content-Type: application/json' --data @${connectorJson} "$url/config") \
+        && { [ "$code" = 200 ] || [ "$code" = 201 ]; }; do
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "pulsewire-connect-register: Connect did not accept the connector (HTTP $code):" >&2
+        cat "$response" >&2
+        exit 1
+      fi
+      sleep 3
+    done
+    echo "connector ${render.connectorName} registered (HTTP $code)"
+
+    state=""
+    until state=$(curl -sSf "$url/status" | jq -r '[.connector.state] + [.tasks[].state] | join(" ")') \
+        && [ -n "$state" ] && [ "$(tr ' ' '\n' <<<"$state" | sort -u)" = RUNNING ] \
+        && [ "$(wc -w <<<"$state")" -ge 2 ]; do
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "pulsewire-connect-register: connector not RUNNING: ''${state:-no status}" >&2
+        exit 1
+      fi
+      sleep 3
+    done
+    echo "connector ${render.connectorName} and its task are RUNNING"
+  '';
+in
+{
+  config = lib.mkMerge [
+    (lib.mkIf (ccfg.enable || cfg.simulator.enable) {
+      users.users.pulsewire = {
+        isSystemUser = true;
+        group = "pulsewire";
+        description = "Pulsewire readings file owner";
+      };
+      users.groups.pulsewire = { };
+      # The append-only readings file: written by `pulsewire`, read by the group.
+      systemd.tmpfiles.rules = [ "d ${readingsDir} 0750 pulsewire pulsewire - -" ];
+    })
+
+    (lib.mkIf ccfg.enable {
+      systemd.services.pulsewire-connect = {
+        description = "Pulsewire Kafka Connect worker (distributed, FileStreamSource)";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "network-online.target" ] ++ brokerDeps;
+        wants = [ "network-online.target" ] ++ brokerDeps;
+        environment = {
+          KAFKA_HEAP_OPTS = "-Xms${ccfg.heap} -Xmx${ccfg.heap}";
+          KAFKA_LOG4J_OPTS = "-Dlog4j2.configurationFile=${log4j2} -Dlog4j.configuration=file:${log4j1}";
+          EXTRA_ARGS = "-name connectDistributed";
+        };
+        serviceConfig = jvm // {
+          ExecStart = "${kafka}/bin/connect-distributed.sh ${workerProperties}";
+          # Reads the readings file through the group. PrivateUsers would hide
+          # the supplementary group inside the user namespace.
+          SupplementaryGroups = [ "pulsewire" ];
+          PrivateUsers = false;
+          Restart = "on-failure";
+          RestartSec = "5s";
+          SuccessExitStatus = "0 143";
+          TimeoutStopSec = "60s";
+        };
+      };
+
+      systemd.services.pulsewire-connect-register = {
+        description = "Pulsewire: register the FileStreamSource connector (idempotent)";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "pulsewire-connect.service" ];
+        wants = [ "pulsewire-connect.service" ];
+        path = [
+          pkgs.curl
+          pkgs.jq
+          pkgs.coreutils
+        ];
+        serviceConfig = common // {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = registerScript;
+          TimeoutStartSec = "900s";
+        };
+      };
+    })
+  ];
+}

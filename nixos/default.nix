@@ -1,0 +1,14 @@
+# The Pulsewire NixOS module (flake output nixosModules.default imports this
+# and sets services.pulsewire.package). Options: ./options.nix. Enabling
+# services.pulsewire turns on every component; each has its own enable.
+{
+  imports = [
+    ./options.nix
+    ./kafka.nix
+    ./connect.nix
+    ./pipeline.nix
+    ./influxdb.nix
+    ./grafana.nix
+    ./secrets.nix
+  ];
+}

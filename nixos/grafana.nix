@@ -1,0 +1,83 @@
+# Grafana through nixpkgs' services.grafana: the Flux InfluxDB datasource
+# (provisioning/grafana/datasource.json plus url, org, bucket and token filled
+# in here) and the dashboards in provisioning/grafana/dashboards/. The admin
+# password, secret_key and the InfluxDB read token reach Grafana through
+# LoadCredential and Grafana's $__file{} provider, so none is in the store.
+{
+  config,
+  lib,
+  ...
+}:
+let
+  cfg = config.services.pulsewire;
+  gcfg = cfg.grafana;
+  render = import ./lib/pulsewire.nix { pipelineFile = cfg.pipelineFile; };
+  inherit (render.pipeline.influxdb) org bucket;
+  secrets = import ./lib/secret-paths.nix cfg;
+
+  credentials = "/run/credentials/grafana.service";
+  datasource = lib.recursiveUpdate (lib.importJSON ../provisioning/grafana/datasource.json) {
+    url = cfg.influxdb.url;
+    jsonData = {
+      organization = org;
+      defaultBucket = bucket;
+    };
+    secureJsonData.token = "$__file{${credentials}/influx-token}";
+  };
+in
+{
+  config = lib.mkIf gcfg.enable {
+    services.grafana = {
+      enable = true;
+      settings = {
+        server = {
+          http_addr = gcfg.address;
+          http_port = gcfg.port;
+        };
+        security = {
+          admin_user = "admin";
+          admin_password = "$__file{${credentials}/admin-password}";
+          secret_key = "$__file{${credentials}/secret-key}";
+          disable_gravatar = true;
+        };
+        users.allow_sign_up = false;
+        analytics = {
+          reporting_enabled = false;
+          check_for_updates = false;
+          check_for_plugin_updates = false;
+        };
+      };
+      provision = {
+        enable = true;
+        datasources.settings = {
+          apiVersion = 1;
+          datasources = [ datasource ];
+        };
+        dashboards.settings = {
+          apiVersion = 1;
+          providers = [
+            {
+              name = "pulsewire";
+              type = "file";
+              disableDeletion = true;
+              allowUiUpdates = false;
+              options.path = ../provisioning/grafana/dashboards;
+            }
+          ];
+        };
+      };
+    };
+
+    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ gcfg.port ];
+
+    systemd.services.grafana = {
+      after = [ "pulsewire-secrets.service" ] ++ lib.optional cfg.influxdb.enable "influxdb2.service";
+      requires = [ "pulsewire-secrets.service" ];
+      serviceConfig.LoadCredential = [
+        "admin-password:${secrets.grafanaAdminPassword}"
+        "secret-key:${secrets.grafanaSecretKey}"
+        "influx-token:${secrets.influxGrafanaToken}"
+      ];
+    };
+  };
+}

@@ -1,0 +1,184 @@
+# Kafka in KRaft mode: one systemd unit per local broker (pulsewire-kafka-<id>),
+# combined broker+controller roles, a static quorum shared by every broker, and
+# the pulsewire-kafka-topics oneshot that creates the pipeline topics.
+#
+# nixpkgs' services.apache-kafka runs exactly one broker per host under one
+# fixed unit name, so the units are declared here, with the same java entry
+# point (the distribution's kafka-server-start.sh) and the properties rendered
+# by ./lib/pulsewire.nix from provisioning/pipeline.toml.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  cfg = config.services.pulsewire;
+  kcfg = cfg.kafka;
+  render = import ./lib/pulsewire.nix {
+    pipelineFile = cfg.pipelineFile;
+    brokerList = kcfg.brokers;
+  };
+  kafka = kcfg.package;
+
+  unitName = id: "pulsewire-kafka-${toString id}";
+  stateDir = id: "/var/lib/${unitName id}";
+  logDir = id: "${stateDir id}/data";
+
+  propertiesFile =
+    id:
+    pkgs.writeText "${unitName id}.properties" (
+      render.toProperties (
+        render.brokerSettings {
+          inherit id;
+          logDir = logDir id;
+        }
+        // kcfg.settings
+      )
+    );
+
+  # Everything to stdout, so journald has it (`journalctl -u pulsewire-kafka-1`).
+  # Kafka >= 4 uses log4j2; the log4j 1 file covers older packages.
+  log4j2 = pkgs.writeText "pulsewire-kafka-log4j2.properties" ''
+    status = warn
+    appender.stdout.type = Console
+    appender.stdout.name = STDOUT
+    appender.stdout.layout.type = PatternLayout
+    appender.stdout.layout.pattern = %p [%c{1}] %m%n
+    rootLogger.level = INFO
+    rootLogger.appenderRef.stdout.ref = STDOUT
+    logger.request.name = kafka.request.logger
+    logger.request.level = WARN
+    logger.state.name = state.change.logger
+    logger.state.level = WARN
+  '';
+  log4j1 = pkgs.writeText "pulsewire-kafka-log4j.properties" ''
+    log4j.rootLogger=INFO, stdout
+    log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+    log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+    log4j.appender.stdout.layout.ConversionPattern=%p [%c{1}] %m%n
+    log4j.logger.kafka.request.logger=WARN
+    log4j.logger.state.change.logger=WARN
+  '';
+
+  javaEnvironment = heap: {
+    KAFKA_HEAP_OPTS = "-Xms${heap} -Xmx${heap}";
+    KAFKA_LOG4J_OPTS = "-Dlog4j2.configurationFile=${log4j2} -Dlog4j.configuration=file:${log4j1}";
+    # Without -loggc: no GC log files, journald has what matters.
+    EXTRA_ARGS = "-name kafkaServer";
+  };
+
+  inherit (import ./lib/hardening.nix) jvm;
+
+  localBrokerUnits = map (id: "${unitName id}.service") kcfg.localBrokers;
+
+  brokerUnit = id: {
+    name = unitName id;
+    value = {
+      description = "Pulsewire Kafka broker ${toString id} (KRaft broker+controller)";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network-online.target" ];
+      wants = [ "network-online.target" ];
+      environment = javaEnvironment kcfg.heap;
+      # Format the storage with the shared cluster id on the first start only:
+      # meta.properties is what kafka-storage writes, and what a formatted
+      # log dir must never lose.
+      preStart = ''
+        if [ ! -e ${logDir id}/meta.properties ]; then
+          mkdir -p ${logDir id}
+          ${kafka}/bin/kafka-storage.sh format \
+            --cluster-id ${lib.escapeShellArg kcfg.clusterId} \
+            --config ${propertiesFile id}
+        fi
+      '';
+      serviceConfig = jvm // {
+        ExecStart = "${kafka}/bin/kafka-server-start.sh ${propertiesFile id}";
+        StateDirectory = unitName id;
+        StateDirectoryMode = "0700";
+        Restart = "on-failure";
+        RestartSec = "5s";
+        # The JVM exits 143 on SIGTERM after a clean shutdown.
+        SuccessExitStatus = "0 143";
+        TimeoutStopSec = "120s";
+        LimitNOFILE = 65536;
+      };
+    };
+  };
+
+  topicScript = pkgs.writeShellScript "pulsewire-kafka-topics" ''
+    set -euo pipefail
+    bootstrap=${lib.escapeShellArg render.bootstrapServers}
+    deadline=$((SECONDS + 600))
+
+    # Retry until the cluster answers: right after boot fewer than three
+    # brokers may be registered and an RF 3 create is refused.
+    retry() {
+      until "$@"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+          echo "pulsewire-kafka-topics: giving up on: $*" >&2
+          exit 1
+        fi
+        sleep 3
+      done
+    }
+
+    ${lib.concatMapStrings (t: ''
+      echo "topic ${t.name}: ensure present"
+      retry ${kafka}/bin/kafka-topics.sh --bootstrap-server "$bootstrap" ${lib.escapeShellArgs (render.topicCreateArgs t)}
+      echo "topic ${t.name}: apply configs"
+      retry ${kafka}/bin/kafka-configs.sh --bootstrap-server "$bootstrap" \
+        --entity-type topics --entity-name ${lib.escapeShellArg t.name} \
+        --alter --add-config ${
+          lib.escapeShellArg (lib.concatStringsSep "," (lib.mapAttrsToList (k: v: "${k}=${v}") t.configs))
+        }
+    '') render.topics}
+    echo "pulsewire-kafka-topics: all ${toString (builtins.length render.topics)} topics present"
+  '';
+in
+{
+  config = lib.mkIf kcfg.enable {
+    assertions = [
+      {
+        assertion = lib.all (id: lib.any (b: b.id == id) kcfg.brokers) kcfg.localBrokers;
+        message = "services.pulsewire.kafka.localBrokers names an id that is not in services.pulsewire.kafka.brokers.";
+      }
+      {
+        assertion = lib.length (lib.unique (map (b: b.id) kcfg.brokers)) == lib.length kcfg.brokers;
+        message = "services.pulsewire.kafka.brokers: node ids must be unique.";
+      }
+    ];
+
+    systemd.services =
+      lib.listToAttrs (map brokerUnit kcfg.localBrokers)
+      // lib.optionalAttrs kcfg.createTopics {
+        pulsewire-kafka-topics = {
+          description = "Pulsewire: create the pipeline topics (idempotent)";
+          wantedBy = [ "multi-user.target" ];
+          after = localBrokerUnits;
+          wants = localBrokerUnits;
+          environment = {
+            KAFKA_HEAP_OPTS = "-Xmx128m";
+            KAFKA_LOG4J_OPTS = "-Dlog4j2.configurationFile=${log4j2} -Dlog4j.configuration=file:${log4j1}";
+          };
+          serviceConfig = jvm // {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            ExecStart = topicScript;
+            TimeoutStartSec = "900s";
+          };
+        };
+      };
+
+    networking.firewall.allowedTCPPorts = lib.mkIf kcfg.openFirewall (
+      lib.concatMap (
+        b:
+        lib.optionals (lib.elem b.id kcfg.localBrokers) [
+          b.port
+          b.controllerPort
+        ]
+      ) kcfg.brokers
+    );
+
+    environment.systemPackages = [ kafka ];
+  };
+}

@@ -1,0 +1,58 @@
+# systemd sandboxing shared by Pulsewire's units, aimed at
+# `systemd-analyze security` rating "OK" or better. Builtins only.
+rec {
+  # Every unit: its own dynamic user, read-only system, no devices, no
+  # capabilities, IP sockets plus the journal/notify socket only.
+  common = {
+    DynamicUser = true;
+    CapabilityBoundingSet = "";
+    AmbientCapabilities = "";
+    DevicePolicy = "closed";
+    LockPersonality = true;
+    NoNewPrivileges = true;
+    PrivateDevices = true;
+    PrivateTmp = true;
+    PrivateUsers = true;
+    ProtectClock = true;
+    ProtectControlGroups = true;
+    ProtectHome = true;
+    ProtectHostname = true;
+    ProtectKernelLogs = true;
+    ProtectKernelModules = true;
+    ProtectKernelTunables = true;
+    ProtectProc = "invisible";
+    ProtectSystem = "strict";
+    RemoveIPC = true;
+    RestrictAddressFamilies = [
+      "AF_INET"
+      "AF_INET6"
+      "AF_UNIX"
+    ];
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    SystemCallArchitectures = "native";
+    SystemCallFilter = [
+      "@system-service"
+      "~@privileged"
+    ];
+    # A refused syscall fails with EPERM instead of killing the process.
+    SystemCallErrorNumber = "EPERM";
+    UMask = "0077";
+  };
+
+  # JVM units (brokers, Connect, the topic oneshot). No MemoryDenyWriteExecute:
+  # the JIT needs W+X pages; no ProcSubset=pid: the JVM reads /proc/meminfo.
+  jvm = common;
+
+  # The Rust stages: additionally no W+X memory and only /proc/<pid>.
+  native = common // {
+    MemoryDenyWriteExecute = true;
+    ProcSubset = "pid";
+    SystemCallFilter = [
+      "@system-service"
+      "~@privileged"
+      "~@resources"
+    ];
+  };
+}

@@ -1,0 +1,274 @@
+# Every knob of services.pulsewire, in one place (the way simple-nixos-mailserver
+# declares its whole namespace in one file). The component modules beside this
+# file (kafka.nix, connect.nix, pipeline.nix, influxdb.nix, grafana.nix,
+# secrets.nix) only implement what is declared here.
+#
+# Defaults come from provisioning/pipeline.toml through the pure renderer
+# ./lib/pulsewire.nix, so names, ports and sizes are written once.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib) mkOption mkEnableOption types;
+  cfg = config.services.pulsewire;
+  defaults = import ./lib/pulsewire.nix { pipelineFile = cfg.pipelineFile; };
+  p = defaults.pipeline;
+
+  brokerType = types.submodule {
+    options = {
+      id = mkOption {
+        type = types.ints.positive;
+        description = "KRaft node id of the broker (also its controller voter id).";
+      };
+      host = mkOption {
+        type = types.str;
+        description = "Address the broker binds and advertises; clients and the other brokers connect to it.";
+      };
+      port = mkOption {
+        type = types.port;
+        description = "Client (PLAINTEXT) listener port.";
+      };
+      controllerPort = mkOption {
+        type = types.port;
+        description = "KRaft controller listener port.";
+      };
+    };
+  };
+
+  stageOptions = name: extra: {
+    enable = mkOption {
+      type = types.bool;
+      default = cfg.enable;
+      defaultText = lib.literalExpression "config.services.pulsewire.enable";
+      description = "Whether to run the pulsewire-${name} service.";
+    };
+    metricsAddress = mkOption {
+      type = types.str;
+      default = "127.0.0.1:${toString p.services.${name}.metrics_port}";
+      description = "Address of the Prometheus /metrics endpoint (`--metrics-addr`).";
+    };
+    logLevel = mkOption {
+      type = types.str;
+      default = "info";
+      example = "info,rdkafka=debug";
+      description = "Log filter (`PULSEWIRE_LOG_LEVEL`): a level or a tracing directive.";
+    };
+    extraArgs = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Extra command-line flags for pulsewire-${name} (see `pulsewire-${name} --help`).";
+    };
+    environment = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      example = {
+        PULSEWIRE_KAFKA_PROPERTIES = "linger.ms=5";
+      };
+      description = "Extra environment variables (every flag has a `PULSEWIRE_*` fallback).";
+    };
+  }
+  // extra;
+
+  secretOption = name: what: {
+    ${name} = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/run/secrets/${name}";
+      description = ''
+        File holding ${what}. null (the default) generates a random one on first
+        boot into {option}`services.pulsewire.secrets.directory`. Never point this
+        at a file in the Nix store.
+      '';
+    };
+  };
+in
+{
+  options.services.pulsewire = {
+    enable = mkEnableOption "the whole Pulsewire pipeline on this host (brokers, Connect, the four stages, InfluxDB 2, Grafana)";
+
+    package = mkOption {
+      type = types.package;
+      description = "The Pulsewire workspace package (pulsewire-simulator, -aggregator, -processor, -uploader). The flake's module sets it to its own `packages.default`.";
+    };
+
+    pipelineFile = mkOption {
+      type = types.path;
+      default = ../provisioning/pipeline.toml;
+      defaultText = lib.literalExpression "./provisioning/pipeline.toml";
+      description = "The pipeline description every default here is derived from. Note the services compile in their own copy; change both together.";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Open the firewall for exactly the Grafana and InfluxDB ports (and nothing else).";
+    };
+
+    kafka = {
+      enable = mkOption {
+        type = types.bool;
+        default = cfg.enable;
+        defaultText = lib.literalExpression "config.services.pulsewire.enable";
+        description = "Whether to run Kafka brokers (those in {option}`localBrokers`) on this host.";
+      };
+      package = lib.mkPackageOption pkgs "apacheKafka" { };
+      clusterId = mkOption {
+        type = types.strMatching "[A-Za-z0-9_-]{22}";
+        default = defaults.clusterId;
+        description = "KRaft cluster id (22-character base64url UUID), identical on every broker. Storage is formatted with it on first start only.";
+      };
+      brokers = mkOption {
+        type = types.listOf brokerType;
+        default = defaults.brokers;
+        defaultText = lib.literalMD "three brokers on 127.0.0.1, ports 9092/9093, 9094/9095, 9096/9097 (from pipeline.toml)";
+        example = lib.literalExpression ''
+          [
+            { id = 1; host = "10.0.0.1"; port = 9092; controllerPort = 9093; }
+            { id = 2; host = "10.0.0.2"; port = 9092; controllerPort = 9093; }
+            { id = 3; host = "10.0.0.3"; port = 9092; controllerPort = 9093; }
+          ]
+        '';
+        description = ''
+          Every broker of the cluster (all of them, on whichever host). They all
+          have combined broker+controller roles and form a static KRaft quorum;
+          the list must be identical on every host.
+        '';
+      };
+      localBrokers = mkOption {
+        type = types.listOf types.ints.positive;
+        default = map (b: b.id) cfg.kafka.brokers;
+        defaultText = lib.literalMD "every broker id (all brokers on this host)";
+        example = [ 2 ];
+        description = "Ids of the brokers that run on this host, one unit `pulsewire-kafka-<id>` each.";
+      };
+      heap = mkOption {
+        type = types.str;
+        default = p.kafka.heap;
+        description = "JVM heap of each broker (`-Xms`/`-Xmx` via KAFKA_HEAP_OPTS).";
+      };
+      settings = mkOption {
+        type = types.attrsOf types.str;
+        default = { };
+        example = {
+          "log.retention.hours" = "72";
+        };
+        description = "Extra server.properties entries for every local broker; they override the rendered ones.";
+      };
+      createTopics = mkOption {
+        type = types.bool;
+        default = cfg.kafka.enable && cfg.kafka.localBrokers != [ ];
+        defaultText = lib.literalMD "true when brokers run here";
+        description = "Run the idempotent `pulsewire-kafka-topics` oneshot that creates (and re-applies the configs of) the pipeline topics.";
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Open the local brokers' client and controller ports (needed when brokers span hosts).";
+      };
+    };
+
+    connect = {
+      enable = mkOption {
+        type = types.bool;
+        default = cfg.enable;
+        defaultText = lib.literalExpression "config.services.pulsewire.enable";
+        description = "Whether to run the Kafka Connect distributed worker and register the FileStreamSource connector.";
+      };
+      heap = mkOption {
+        type = types.str;
+        default = p.connect.heap;
+        description = "JVM heap of the Connect worker.";
+      };
+      file = mkOption {
+        type = types.str;
+        default = p.connect.file;
+        description = "The CSV file the connector tails (and the simulator appends to). Append-only: rotating or truncating it breaks exactly-once ingestion.";
+      };
+      settings = mkOption {
+        type = types.attrsOf types.str;
+        default = { };
+        description = "Extra worker properties; they override the rendered ones.";
+      };
+    };
+
+    simulator = stageOptions "simulator" {
+      enable = mkOption {
+        type = types.bool;
+        default = cfg.enable;
+        defaultText = lib.literalExpression "config.services.pulsewire.enable";
+        description = "Whether to run the simulated sensor fleet, appending CSV lines to {option}`services.pulsewire.connect.file`.";
+      };
+      replayFile = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        example = lib.literalExpression "./provisioning/data/seed-readings.csv";
+        description = "Replay this CSV file (`--replay`) instead of generating random readings.";
+      };
+    };
+    aggregator = stageOptions "aggregator" { };
+    processor = stageOptions "processor" { };
+    uploader = stageOptions "uploader" { };
+
+    influxdb = {
+      enable = mkOption {
+        type = types.bool;
+        default = cfg.enable;
+        defaultText = lib.literalExpression "config.services.pulsewire.enable";
+        description = "Whether to run and provision InfluxDB 2 (services.influxdb2) for the pipeline.";
+      };
+      address = mkOption {
+        type = types.str;
+        default = "127.0.0.1";
+        example = "0.0.0.0";
+        description = "Address InfluxDB binds to.";
+      };
+      port = mkOption {
+        type = types.port;
+        default = p.influxdb.port;
+        description = "InfluxDB HTTP port.";
+      };
+      url = mkOption {
+        type = types.str;
+        default = "http://127.0.0.1:${toString cfg.influxdb.port}";
+        description = "URL the uploader and Grafana use to reach InfluxDB.";
+      };
+    };
+
+    grafana = {
+      enable = mkOption {
+        type = types.bool;
+        default = cfg.enable;
+        defaultText = lib.literalExpression "config.services.pulsewire.enable";
+        description = "Whether to run Grafana with the Pulsewire datasource and dashboard provisioned.";
+      };
+      address = mkOption {
+        type = types.str;
+        default = "127.0.0.1";
+        example = "0.0.0.0";
+        description = "Address Grafana binds to.";
+      };
+      port = mkOption {
+        type = types.port;
+        default = p.grafana.port;
+        description = "Grafana HTTP port.";
+      };
+    };
+
+    secrets = {
+      directory = mkOption {
+        type = types.str;
+        default = "/var/lib/pulsewire-secrets";
+        description = "Root-only directory where missing secrets are generated on first boot (never in the Nix store).";
+      };
+    }
+    // secretOption "influxAdminPasswordFile" "the InfluxDB admin password"
+    // secretOption "influxAdminTokenFile" "the InfluxDB operator token"
+    // secretOption "influxUploaderTokenFile" "the InfluxDB write token of the uploader"
+    // secretOption "influxGrafanaTokenFile" "the InfluxDB read token of Grafana"
+    // secretOption "grafanaAdminPasswordFile" "the Grafana admin password"
+    // secretOption "grafanaSecretKeyFile" "Grafana's secret_key";
+  };
+}
