@@ -1,0 +1,369 @@
+//! The line format: every accepted form and every rejection with its exact text.
+
+mod common;
+
+use chrono::{DateTime, Utc};
+use pulsewire_core::parse::{KindRule, Parser, Rejection, MAX_LINE_BYTES};
+use pulsewire_core::reading::Reading;
+
+fn parse(line: &str) -> Result<Option<Reading>, Rejection> {
+    common::parser().parse(line.as_bytes())
+}
+
+fn reading(line: &str) -> Reading {
+    parse(line)
+        .unwrap_or_else(|e| panic!("{line:?} rejected: {e}"))
+        .unwrap_or_else(|| panic!("{line:?} skipped"))
+}
+
+fn reason(line: &[u8]) -> String {
+    match common::parser().parse(line) {
+        Err(rejection) => rejection.to_string(),
+        Ok(r) => panic!("{:?} accepted: {r:?}", String::from_utf8_lossy(line)),
+    }
+}
+
+fn utc(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
+}
+
+#[test]
+fn pipeline_configures_heart_rate_30_to_250() {
+    assert_eq!(common::kinds(), vec![KindRule::new("heart_rate", 30, 250)]);
+}
+
+#[test]
+fn seed_line() {
+    assert_eq!(
+        reading("1,heart_rate,2024-06-19 13:58:37.074766,80"),
+        Reading {
+            sensor_id: 1,
+            kind: "heart_rate".into(),
+            time: utc("2024-06-19T13:58:37.074766Z"),
+            value: 80,
+        }
+    );
+}
+
+#[test]
+fn naive_timestamps_with_0_to_9_fraction_digits_are_utc() {
+    let cases = [
+        ("2024-06-19 13:58:37", "2024-06-19T13:58:37Z"),
+        ("2024-06-19 13:58:37.1", "2024-06-19T13:58:37.1Z"),
+        ("2024-06-19 13:58:37.12", "2024-06-19T13:58:37.12Z"),
+        ("2024-06-19 13:58:37.123", "2024-06-19T13:58:37.123Z"),
+        ("2024-06-19 13:58:37.1234", "2024-06-19T13:58:37.1234Z"),
+        ("2024-06-19 13:58:37.12345", "2024-06-19T13:58:37.12345Z"),
+        ("2024-06-19 13:58:37.123456", "2024-06-19T13:58:37.123456Z"),
+        (
+            "2024-06-19 13:58:37.1234567",
+            "2024-06-19T13:58:37.1234567Z",
+        ),
+        (
+            "2024-06-19 13:58:37.12345678",
+            "2024-06-19T13:58:37.12345678Z",
+        ),
+        (
+            "2024-06-19 13:58:37.123456789",
+            "2024-06-19T13:58:37.123456789Z",
+        ),
+    ];
+    for (input, expected) in cases {
+        let r = reading(&format!("7,heart_rate,{input},60"));
+        assert_eq!(r.time, utc(expected), "{input}");
+    }
+}
+
+#[test]
+fn rfc3339_timestamps_are_normalised_to_utc() {
+    let cases = [
+        ("2024-06-19T13:58:37Z", "2024-06-19T13:58:37Z"),
+        ("2024-06-19T13:58:37.074766Z", "2024-06-19T13:58:37.074766Z"),
+        (
+            "2024-06-19T15:58:37.074766+02:00",
+            "2024-06-19T13:58:37.074766Z",
+        ),
+        ("2024-06-19T08:28:37-05:30", "2024-06-19T13:58:37Z"),
+        ("2024-06-20T00:58:37.5+11:00", "2024-06-19T13:58:37.5Z"),
+    ];
+    for (input, expected) in cases {
+        let r = reading(&format!("7,heart_rate,{input},60"));
+        assert_eq!(r.time, utc(expected), "{input}");
+        assert_eq!(r.time.timezone(), Utc);
+    }
+    // Every notation of one instant gives one identity.
+    let a = reading("7,heart_rate,2024-06-19 13:58:37.5,60").key();
+    let b = reading("7,heart_rate,2024-06-19T15:58:37.500+02:00,60").key();
+    let c = reading("7,heart_rate,2024-06-19T13:58:37.500000000Z,60").key();
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+    assert_eq!(a.time_ns, 1_718_805_517_500_000_000);
+}
+
+#[test]
+fn trailing_cr_and_spaces_around_fields_are_accepted() {
+    let plain = reading("3,heart_rate,2024-06-19 13:58:37.074766,75");
+    assert_eq!(
+        reading("3,heart_rate,2024-06-19 13:58:37.074766,75\r"),
+        plain
+    );
+    assert_eq!(
+        reading("3,heart_rate,2024-06-19 13:58:37.074766,75\r\n"),
+        plain
+    );
+    assert_eq!(
+        reading(" 3 , heart_rate , 2024-06-19 13:58:37.074766 , 75 "),
+        plain
+    );
+    assert_eq!(
+        reading("3,\"heart_rate\",\"2024-06-19 13:58:37.074766\",75"),
+        plain
+    );
+}
+
+#[test]
+fn json_string_payloads_are_decoded_first() {
+    let plain = reading("3,heart_rate,2024-06-19 13:58:37.074766,75");
+    // Connect's JsonConverter with schemas.enable=false: a JSON string.
+    assert_eq!(
+        reading(r#""3,heart_rate,2024-06-19 13:58:37.074766,75""#),
+        plain
+    );
+    assert_eq!(
+        reading(r#""3,heart_rate,2024-06-19 13:58:37.074766,75\r""#),
+        plain
+    );
+    assert_eq!(
+        reading(r#""3,heart_rate,2024-06-19 13:58:37.074766,75\u000d\n""#),
+        plain
+    );
+    // ... and with schemas.enable=true: an envelope.
+    assert_eq!(
+        reading(
+            r#"{"schema":{"type":"string","optional":false},"payload":"3,heart_rate,2024-06-19 13:58:37.074766,75"}"#
+        ),
+        plain
+    );
+    // The decoded line is validated like any other.
+    assert_eq!(
+        reason(br#""3,heart_rate,2024-06-19 13:58:37.074766,300""#),
+        "value 300 out of range 30..=250 for heart_rate"
+    );
+    assert_eq!(parse(r#""""#), Ok(None));
+    assert_eq!(parse(r#""sensor_id,data_type,timestamp,value""#), Ok(None));
+}
+
+#[test]
+fn blank_lines_and_header_rows_are_skipped() {
+    for line in [
+        "",
+        "\r",
+        "\n",
+        "\r\n",
+        "   ",
+        " \t \r",
+        "sensor_id,data_type,timestamp,value",
+        "sensor_id,data_type,timestamp,value\r",
+        "sensor_id,kind,timestamp,value",
+        "sensor_id",
+    ] {
+        assert_eq!(parse(line), Ok(None), "{line:?}");
+    }
+}
+
+#[test]
+fn every_rejection_has_its_exact_text_and_code() {
+    let long = format!("1,heart_rate,2024-06-19 13:58:37,80{}", " ".repeat(1000));
+    let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+        (long.into_bytes(), "line too long: 1035 bytes, limit 1024", "too_long"),
+        (b"1,heart_rate,2024-06-19 13:58:37,\xff80".to_vec(), "not valid UTF-8", "not_utf8"),
+        (b"\xc3\x28".to_vec(), "not valid UTF-8", "not_utf8"),
+        (
+            br#"{"payload": 5}"#.to_vec(),
+            "malformed JSON envelope: invalid type: integer `5`, expected a string at line 1 column 13",
+            "bad_json",
+        ),
+        (
+            br#"{"schema":{}}"#.to_vec(),
+            "malformed JSON envelope: no string \"payload\"",
+            "bad_json",
+        ),
+        (br#"{"payload":"1,heart"#.to_vec(), "malformed JSON envelope: EOF while parsing a string at line 1 column 19", "bad_json"),
+        (
+            b"1,heart_rate,2024-06-19 13:58:37,80\n2,heart_rate,2024-06-19 13:58:37,80".to_vec(),
+            "line break inside the record",
+            "line_break",
+        ),
+        (b"1,heart_rate,2024-06-19\r13:58:37,80".to_vec(), "line break inside the record", "line_break"),
+        (b"1,heart_rate,80".to_vec(), "wrong column count: expected 4, got 3", "column_count"),
+        (b"1".to_vec(), "wrong column count: expected 4, got 1", "column_count"),
+        (
+            b"1,heart_rate,2024-06-19 13:58:37,80,".to_vec(),
+            "wrong column count: expected 4, got 5",
+            "column_count",
+        ),
+        (
+            b"abc,heart_rate,2024-06-19 13:58:37,80".to_vec(),
+            "bad sensor id \"abc\": not a positive integer",
+            "bad_sensor_id",
+        ),
+        (b"0,heart_rate,2024-06-19 13:58:37,80".to_vec(), "bad sensor id \"0\": not a positive integer", "bad_sensor_id"),
+        (b"-3,heart_rate,2024-06-19 13:58:37,80".to_vec(), "bad sensor id \"-3\": not a positive integer", "bad_sensor_id"),
+        (b"+3,heart_rate,2024-06-19 13:58:37,80".to_vec(), "bad sensor id \"+3\": not a positive integer", "bad_sensor_id"),
+        (b"1.5,heart_rate,2024-06-19 13:58:37,80".to_vec(), "bad sensor id \"1.5\": not a positive integer", "bad_sensor_id"),
+        (b",heart_rate,2024-06-19 13:58:37,80".to_vec(), "bad sensor id \"\": not a positive integer", "bad_sensor_id"),
+        (
+            b"18446744073709551616,heart_rate,2024-06-19 13:58:37,80".to_vec(),
+            "bad sensor id \"18446744073709551616\": too large",
+            "bad_sensor_id",
+        ),
+        (b"1,temp,2024-06-19 13:58:37,80".to_vec(), "unknown kind \"temp\"", "unknown_kind"),
+        (b"1,Heart_Rate,2024-06-19 13:58:37,80".to_vec(), "unknown kind \"Heart_Rate\"", "unknown_kind"),
+        (b"1,,2024-06-19 13:58:37,80".to_vec(), "unknown kind \"\"", "unknown_kind"),
+        (b"1,heart_rate,yesterday,80".to_vec(), "unparsable time \"yesterday\"", "bad_time"),
+        (b"1,heart_rate,,80".to_vec(), "unparsable time \"\"", "bad_time"),
+        (b"1,heart_rate,1718805517,80".to_vec(), "unparsable time \"1718805517\"", "bad_time"),
+        (b"1,heart_rate,2024-06-19T13:58:37,80".to_vec(), "unparsable time \"2024-06-19T13:58:37\"", "bad_time"),
+        (b"1,heart_rate,2024-6-19 1:58:37,80".to_vec(), "unparsable time \"2024-6-19 1:58:37\"", "bad_time"),
+        (b"1,heart_rate,2024-06-19 13:58,80".to_vec(), "unparsable time \"2024-06-19 13:58\"", "bad_time"),
+        (b"1,heart_rate,2024-06-19 13:58:37.,80".to_vec(), "unparsable time \"2024-06-19 13:58:37.\"", "bad_time"),
+        (
+            b"1,heart_rate,2024-06-19 13:58:37.1234567890,80".to_vec(),
+            "unparsable time \"2024-06-19 13:58:37.1234567890\"",
+            "bad_time",
+        ),
+        (
+            b"1,heart_rate,2024-06-19 13:58:37 +02:00,80".to_vec(),
+            "unparsable time \"2024-06-19 13:58:37 +02:00\"",
+            "bad_time",
+        ),
+        (
+            b"1,heart_rate,2024-02-30 13:58:37,80".to_vec(),
+            "impossible time \"2024-02-30 13:58:37\": no such date or time",
+            "impossible_time",
+        ),
+        (
+            b"1,heart_rate,2024-06-19 25:58:37,80".to_vec(),
+            "impossible time \"2024-06-19 25:58:37\": no such date or time",
+            "impossible_time",
+        ),
+        (
+            b"1,heart_rate,2023-02-29T10:00:00Z,80".to_vec(),
+            "impossible time \"2023-02-29T10:00:00Z\": no such date or time",
+            "impossible_time",
+        ),
+        (
+            b"1,heart_rate,2300-01-01 00:00:00,80".to_vec(),
+            "impossible time \"2300-01-01 00:00:00\": outside 1677-09-21..2262-04-11 UTC",
+            "impossible_time",
+        ),
+        (
+            b"1,heart_rate,1600-01-01T00:00:00Z,80".to_vec(),
+            "impossible time \"1600-01-01T00:00:00Z\": outside 1677-09-21..2262-04-11 UTC",
+            "impossible_time",
+        ),
+        (b"1,heart_rate,2024-06-19 13:58:37,80.5".to_vec(), "bad value \"80.5\": not an integer", "bad_value"),
+        (b"1,heart_rate,2024-06-19 13:58:37,abc".to_vec(), "bad value \"abc\": not an integer", "bad_value"),
+        (b"1,heart_rate,2024-06-19 13:58:37,".to_vec(), "bad value \"\": not an integer", "bad_value"),
+        (b"1,heart_rate,2024-06-19 13:58:37,-".to_vec(), "bad value \"-\": not an integer", "bad_value"),
+        (
+            b"1,heart_rate,2024-06-19 13:58:37,99999999999999999999".to_vec(),
+            "bad value \"99999999999999999999\": too large",
+            "bad_value",
+        ),
+        (
+            b"1,heart_rate,2024-06-19 13:58:37,300".to_vec(),
+            "value 300 out of range 30..=250 for heart_rate",
+            "value_out_of_range",
+        ),
+        (
+            b"1,heart_rate,2024-06-19 13:58:37,29".to_vec(),
+            "value 29 out of range 30..=250 for heart_rate",
+            "value_out_of_range",
+        ),
+        (
+            b"1,heart_rate,2024-06-19 13:58:37,251".to_vec(),
+            "value 251 out of range 30..=250 for heart_rate",
+            "value_out_of_range",
+        ),
+        (
+            b"1,heart_rate,2024-06-19 13:58:37,-80".to_vec(),
+            "value -80 out of range 30..=250 for heart_rate",
+            "value_out_of_range",
+        ),
+    ];
+    let parser = common::parser();
+    let mut codes_seen = std::collections::BTreeSet::new();
+    for (line, text, code) in cases {
+        let shown = String::from_utf8_lossy(&line).into_owned();
+        let rejection = parser.parse(&line).expect_err(&shown);
+        assert_eq!(rejection.to_string(), text, "{shown:?}");
+        assert_eq!(rejection.reason_code(), code, "{shown:?}");
+        assert!(Rejection::CODES.contains(&code));
+        codes_seen.insert(code);
+    }
+    // Every code but the csv crate's own error (unreachable once the text is
+    // UTF-8 and free of line breaks) is exercised above.
+    let all: std::collections::BTreeSet<_> = Rejection::CODES.iter().copied().collect();
+    let missing: Vec<_> = all.difference(&codes_seen).collect();
+    assert_eq!(missing, vec![&"bad_csv"]);
+}
+
+#[test]
+fn range_bounds_are_inclusive() {
+    assert_eq!(reading("1,heart_rate,2024-06-19 13:58:37,30").value, 30);
+    assert_eq!(reading("1,heart_rate,2024-06-19 13:58:37,250").value, 250);
+    assert_eq!(reading("1,heart_rate,2024-06-19 13:58:37,+80").value, 80);
+}
+
+#[test]
+fn length_bound_is_on_the_raw_bytes() {
+    let line = "1,heart_rate,2024-06-19 13:58:37,80";
+    let padded = format!("{line}{}", " ".repeat(MAX_LINE_BYTES - line.len()));
+    assert_eq!(padded.len(), MAX_LINE_BYTES);
+    assert!(parse(&padded).unwrap().is_some());
+    let small = Parser::new(common::kinds()).with_max_line_bytes(10);
+    assert_eq!(
+        small.parse(line.as_bytes()).unwrap_err().to_string(),
+        "line too long: 35 bytes, limit 10"
+    );
+}
+
+#[test]
+fn other_kinds_follow_their_own_rules() {
+    let parser = Parser::new(vec![
+        KindRule::new("heart_rate", 30, 250),
+        KindRule::new("spo2", 70, 100),
+    ]);
+    let r = parser
+        .parse(b"9,spo2,2024-06-19 13:58:37Z,97")
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.sensor_id, r.kind.as_str(), r.value), (9, "spo2", 97));
+    assert_eq!(
+        parser
+            .parse(b"9,spo2,2024-06-19 13:58:37Z,120")
+            .unwrap_err()
+            .to_string(),
+        "value 120 out of range 70..=100 for spo2"
+    );
+}
+
+#[test]
+fn leap_second_is_the_next_instant() {
+    let leap = reading("1,heart_rate,2016-12-31T23:59:60Z,80");
+    let next = reading("1,heart_rate,2017-01-01 00:00:00,80");
+    assert_eq!(leap.key(), next.key());
+    assert_eq!(leap.time, next.time);
+}
+
+#[test]
+fn reading_json_round_trips() {
+    let r = reading("4,heart_rate,2024-06-19 13:58:37.123456789,66");
+    let json = serde_json::to_string(&r).unwrap();
+    assert_eq!(
+        json,
+        r#"{"sensor_id":4,"kind":"heart_rate","time":"2024-06-19T13:58:37.123456789Z","value":66}"#
+    );
+    assert_eq!(serde_json::from_str::<Reading>(&json).unwrap(), r);
+}
