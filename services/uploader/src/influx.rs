@@ -1,0 +1,229 @@
+//! Writing a batch to InfluxDB v2: retries, and isolating refused points.
+//!
+//! Failures are of two kinds ([`classify`]):
+//! - transient: the network, a timeout, 5xx, 429, and also 401/403/404 (a
+//!   wrong token, org or bucket is an operator's mistake to fix, not a fault
+//!   of the data). Retried with capped exponential backoff for as long as it
+//!   takes; the records wait in Kafka, uncommitted, so nothing is lost while
+//!   InfluxDB is down.
+//! - refused: any other 4xx (400 bad point, 413 too large, 422 outside the
+//!   retention period). The batch is split in halves until the refused points
+//!   are alone; those go to the DLQ with the server's message, the rest is
+//!   written. Re-writing points that were already accepted is harmless: a
+//!   point is identified by measurement + tags + time and overwrites itself.
+
+use std::future::Future;
+use std::ops::Range;
+use std::time::Duration;
+
+use influxdb2::models::DataPoint;
+use influxdb2::{Client, RequestError};
+
+/// How one failed write is handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Retry the same write later.
+    Transient(String),
+    /// The server refused the data itself; the message is the server's.
+    Refused(String),
+}
+
+/// The decision for an HTTP status and the server's message. 2xx is not a
+/// failure (InfluxDB answers 204, some compatible servers 200).
+pub fn classify(status: u16, text: &str) -> Option<Failure> {
+    let message = format!("HTTP {status}: {}", text.trim());
+    match status {
+        200..=299 => None,
+        401 | 403 | 404 | 408 | 429 => Some(Failure::Transient(message)),
+        400..=499 => Some(Failure::Refused(message)),
+        _ => Some(Failure::Transient(message)),
+    }
+}
+
+fn classify_error(err: RequestError) -> Option<Failure> {
+    match err {
+        RequestError::Http { status, text } => classify(status.as_u16(), &text),
+        other => Some(Failure::Transient(other.to_string())),
+    }
+}
+
+/// Retry policy for transient failures.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub max_interval: Duration,
+}
+
+impl Retry {
+    fn backoff(&self) -> backoff::ExponentialBackoff {
+        backoff::ExponentialBackoff {
+            initial_interval: Duration::from_millis(200),
+            max_interval: self.max_interval,
+            // Never give up: the data is safe in Kafka until InfluxDB is back.
+            max_elapsed_time: None,
+            ..Default::default()
+        }
+    }
+}
+
+/// Something that writes a slice of points: the real client, or a fake in
+/// the tests.
+pub trait Sink {
+    fn write(&self, points: Vec<DataPoint>) -> impl Future<Output = Option<Failure>> + Send;
+}
+
+/// The InfluxDB v2 client writing to one bucket with nanosecond precision.
+pub struct Influx {
+    pub client: Client,
+    pub bucket: String,
+    pub timeout: Duration,
+}
+
+impl Sink for Influx {
+    async fn write(&self, points: Vec<DataPoint>) -> Option<Failure> {
+        let write = self.client.write_with_precision(
+            &self.bucket,
+            futures::stream::iter(points),
+            influxdb2::api::write::TimestampPrecision::Nanoseconds,
+        );
+        match tokio::time::timeout(self.timeout, write).await {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => classify_error(err),
+            Err(_) => Some(Failure::Transient(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+}
+
+/// Writes `points`, retrying transient failures. `Err` carries the
+/// server's message when it refused the data.
+async fn write_retrying(sink: &impl Sink, points: &[DataPoint], retry: &Retry) -> Result<(), String> {
+    let op = || async {
+        match sink.write(points.to_vec()).await {
+            None => Ok(()),
+            Some(Failure::Refused(msg)) => Err(backoff::Error::permanent(msg)),
+            Some(Failure::Transient(msg)) => Err(backoff::Error::transient(msg)),
+        }
+    };
+    let notify = |msg: String, wait: Duration| {
+        metrics::counter!(pulsewire_core::metrics::ERRORS, "kind" => "influx_write").increment(1);
+        tracing::warn!(error = msg, retry_in_ms = wait.as_millis() as u64, "InfluxDB write failed; retrying");
+    };
+    backoff::future::retry_notify(retry.backoff(), op, notify).await
+}
+
+/// Writes all points; returns the indexes of the points the server refused,
+/// each with its message. Returns only when every point is written or
+/// refused (transient failures are retried without end).
+pub async fn write_all(sink: &impl Sink, points: &[DataPoint], retry: &Retry) -> Vec<(usize, String)> {
+    let mut refused = Vec::new();
+    let mut pending: Vec<Range<usize>> = vec![0..points.len()];
+    while let Some(range) = pending.pop() {
+        if range.is_empty() {
+            continue;
+        }
+        if let Err(msg) = write_retrying(sink, &points[range.clone()], retry).await {
+            if range.len() == 1 {
+                refused.push((range.start, msg));
+            } else {
+                // Bisect: the halves that are fine get written, the bad
+                // points end up alone.
+                let mid = range.start + range.len() / 2;
+                pending.push(mid..range.end);
+                pending.push(range.start..mid);
+            }
+        }
+    }
+    refused.sort();
+    refused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn status_classification() {
+        assert_eq!(classify(204, ""), None);
+        assert_eq!(classify(200, ""), None);
+        for s in [500, 502, 503, 504, 429, 401, 403, 404] {
+            assert!(matches!(classify(s, "x"), Some(Failure::Transient(_))), "{s}");
+        }
+        for s in [400, 413, 422] {
+            assert!(matches!(classify(s, "x"), Some(Failure::Refused(_))), "{s}");
+        }
+        assert_eq!(
+            classify(400, "unable to parse 'x': bad timestamp\n"),
+            Some(Failure::Refused("HTTP 400: unable to parse 'x': bad timestamp".into()))
+        );
+    }
+
+    /// Refuses any write containing a point with `value` 999, fails the
+    /// first `flaky` writes with a 503, and records what it accepted.
+    struct Fake {
+        flaky: Mutex<u32>,
+        accepted: Mutex<Vec<i64>>,
+        calls: Mutex<u32>,
+    }
+
+    fn value_of(p: &DataPoint) -> i64 {
+        let text = crate::point::line_protocol(std::slice::from_ref(p));
+        let v = text.split("value=").nth(1).unwrap();
+        v[..v.find('i').unwrap()].parse().unwrap()
+    }
+
+    impl Sink for Fake {
+        async fn write(&self, points: Vec<DataPoint>) -> Option<Failure> {
+            *self.calls.lock().unwrap() += 1;
+            let mut flaky = self.flaky.lock().unwrap();
+            if *flaky > 0 {
+                *flaky -= 1;
+                return classify(503, "unavailable");
+            }
+            let values: Vec<i64> = points.iter().map(value_of).collect();
+            if values.contains(&999) {
+                return classify(400, "bad point");
+            }
+            self.accepted.lock().unwrap().extend(values);
+            None
+        }
+    }
+
+    fn points(values: &[i64]) -> Vec<DataPoint> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                DataPoint::builder("heart_rate")
+                    .tag("sensor_id", "1")
+                    .field("value", v)
+                    .timestamp(i as i64)
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    const RETRY: Retry = Retry {
+        max_interval: Duration::from_millis(5),
+    };
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_then_written() {
+        let fake = Fake { flaky: Mutex::new(3), accepted: Mutex::default(), calls: Mutex::default() };
+        let refused = write_all(&fake, &points(&[1, 2, 3]), &RETRY).await;
+        assert!(refused.is_empty());
+        assert_eq!(*fake.accepted.lock().unwrap(), vec![1, 2, 3]);
+        assert_eq!(*fake.calls.lock().unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn refused_points_are_isolated_and_the_rest_written() {
+        let fake = Fake { flaky: Mutex::new(0), accepted: Mutex::default(), calls: Mutex::default() };
+        let refused = write_all(&fake, &points(&[1, 999, 3, 4, 5, 999, 7]), &RETRY).await;
+        assert_eq!(refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 5]);
+        assert!(refused.iter().all(|(_, m)| m == "HTTP 400: bad point"));
+        let mut accepted = fake.accepted.lock().unwrap().clone();
+        accepted.sort();
+        assert_eq!(accepted, vec![1, 3, 4, 5, 7]);
+    }
+}
