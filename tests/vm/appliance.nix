@@ -1,0 +1,251 @@
+# The end-to-end VM test (flake output checks.<system>.vm): boots the appliance
+# with the simulator replaying provisioning/data/seed-readings.csv and proves
+#   - every unit comes up and logs to the journal;
+#   - InfluxDB holds exactly the statistics of provisioning/data/seed-expected.jsonl
+#     (asked with `influx query`, Flux);
+#   - Grafana serves the provisioned dashboard, its datasource health check
+#     passes, and admin/admin does not log in;
+#   - with one broker stopped, appended lines (and a malformed one) still flow
+#     through and nothing is lost or counted twice;
+#   - the stage units rate "OK" or better in `systemd-analyze security`.
+#
+# Called from flake.nix: pkgs.testers.runNixOSTest (import ./tests/vm/appliance.nix { inherit self; })
+{ self }:
+{ lib, ... }:
+let
+  pipeline = builtins.fromTOML (builtins.readFile ../../provisioning/pipeline.toml);
+  expected = map builtins.fromJSON (
+    lib.filter (l: l != "") (lib.splitString "\n" (builtins.readFile ../../provisioning/data/seed-expected.jsonl))
+  );
+  brokerIds = lib.range 1 pipeline.kafka.brokers;
+  bootstrap = lib.concatMapStringsSep "," (
+    id: "${pipeline.kafka.host}:${toString (pipeline.kafka.plaintext_port_base + 2 * (id - 1))}"
+  ) brokerIds;
+in
+{
+  name = "pulsewire-appliance";
+
+  nodes.appliance =
+    { lib, pkgs, ... }:
+    {
+      imports = [
+        self.nixosModules.default
+        self.nixosModules.appliance
+      ];
+
+      services.pulsewire.simulator.replayFile = ../../provisioning/data/seed-readings.csv;
+      # The seed's readings are from 2024, far outside the 30-day retention of
+      # pipeline.toml: keep them forever here, or InfluxDB would drop them.
+      services.influxdb2.provision.initialSetup.retention = lib.mkForce 0;
+
+      virtualisation = {
+        memorySize = 6144;
+        cores = 4;
+        diskSize = 4096;
+      };
+      environment.systemPackages = [
+        pkgs.influxdb2-cli
+        pkgs.curl
+        pkgs.jq
+      ];
+    };
+
+  testScript = ''
+    import csv
+    import io
+    import json
+    import shlex
+    import time
+
+    expected = json.loads(${builtins.toJSON (builtins.toJSON expected)})
+    org = ${builtins.toJSON pipeline.influxdb.org}
+    bucket = ${builtins.toJSON pipeline.influxdb.bucket}
+    readings = ${builtins.toJSON pipeline.connect.file}
+    bootstrap = ${builtins.toJSON bootstrap}
+    dlq_topic = ${builtins.toJSON pipeline.topics.dlq.name}
+    secrets = "/var/lib/pulsewire-secrets"
+    stages = ["aggregator", "processor", "uploader"]
+    units = (
+        ["pulsewire-secrets.service"]
+        + [f"pulsewire-kafka-{i}.service" for i in ${builtins.toJSON brokerIds}]
+        + [
+            "pulsewire-kafka-topics.service",
+            "pulsewire-connect.service",
+            "pulsewire-connect-register.service",
+            "influxdb2.service",
+            "grafana.service",
+        ]
+        + [f"pulsewire-{s}.service" for s in stages]
+    )
+
+
+    def flux(query):
+        """Runs a Flux query with the operator token; returns the rows as dicts."""
+        token = appliance.succeed(f"cat {secrets}/influx-admin-token").strip()
+        out = appliance.succeed(
+            f"influx query --host http://127.0.0.1:8086 --org {org} --token {token} --raw "
+            + shlex.quote(query)
+        )
+        lines = [l for l in out.splitlines() if l and not l.startswith("#")]
+        rows = []
+        header = None
+        for row in csv.reader(io.StringIO("\n".join(lines))):
+            if row[1:3] == ["result", "table"]:
+                header = row
+                continue
+            if header and len(row) == len(header):
+                rows.append(dict(zip(header, row)))
+        return rows
+
+
+    def stats():
+        """{sensor_id: {count, min, max, mean, points, last_value, last_time}} from InfluxDB."""
+        result = {}
+        for r in flux(f"""
+            from(bucket: "{bucket}") |> range(start: 0)
+              |> filter(fn: (r) => r._measurement == "heart_rate")
+              |> filter(fn: (r) => r._field == "count" or r._field == "min" or r._field == "max" or r._field == "mean")
+              |> group(columns: ["sensor_id", "_field"]) |> last() |> group()
+        """):
+            result.setdefault(int(r["sensor_id"]), {})[r["_field"]] = float(r["_value"])
+        for r in flux(f"""
+            from(bucket: "{bucket}") |> range(start: 0)
+              |> filter(fn: (r) => r._measurement == "heart_rate" and r._field == "value")
+              |> group(columns: ["sensor_id"]) |> count() |> group()
+        """):
+            result.setdefault(int(r["sensor_id"]), {})["points"] = int(r["_value"])
+        for r in flux(f"""
+            from(bucket: "{bucket}") |> range(start: 0)
+              |> filter(fn: (r) => r._measurement == "heart_rate" and r._field == "value")
+              |> group(columns: ["sensor_id"]) |> last() |> group()
+        """):
+            s = result.setdefault(int(r["sensor_id"]), {})
+            s["last_value"] = float(r["_value"])
+            s["last_time"] = r["_time"]
+        return result
+
+
+    def same_time(a, b):
+        # InfluxDB prints RFC 3339 with up to nanoseconds; compare to microseconds.
+        def norm(t):
+            date, _, frac = t.rstrip("Z").partition(".")
+            return date + "." + (frac + "000000")[:6]
+        return norm(a) == norm(b)
+
+
+    def check_sensor(actual, want):
+        sid = want["sensor_id"]
+        got = actual.get(sid)
+        assert got is not None, f"sensor {sid}: no data in InfluxDB"
+        for key in ("count", "min", "max", "mean"):
+            assert abs(got.get(key, -1) - float(want[key])) < 1e-9, f"sensor {sid}: {key} = {got.get(key)}, want {want[key]}"
+        assert got.get("points") == want["count"], f"sensor {sid}: {got.get('points')} points, want {want['count']}"
+        if "last_value" in want:
+            assert got.get("last_value") == float(want["last_value"]), f"sensor {sid}: last value {got.get('last_value')}, want {want['last_value']}"
+        if "last_time" in want:
+            assert same_time(got.get("last_time", ""), want["last_time"]), f"sensor {sid}: last time {got.get('last_time')}, want {want['last_time']}"
+
+
+    def wait_for_stats(wanted, timeout=600):
+        deadline = time.monotonic() + timeout
+        while True:
+            actual = stats()
+            try:
+                for want in wanted:
+                    check_sensor(actual, want)
+                return actual
+            except AssertionError as e:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{e}; InfluxDB has {actual}")
+                time.sleep(5)
+
+
+    def append(lines):
+        appliance.succeed(
+            "printf '%s\\n' " + " ".join(shlex.quote(l) for l in lines) + f" >> {readings}"
+        )
+
+
+    def batch(sensor, values, minute):
+        lines = [f"{sensor},heart_rate,2024-06-19 14:{minute:02d}:{i:02d}.000000,{v}" for i, v in enumerate(values)]
+        want = {
+            "sensor_id": sensor, "count": len(values), "min": min(values), "max": max(values),
+            "mean": sum(values) / len(values), "last_value": values[-1],
+            "last_time": f"2024-06-19T14:{minute:02d}:{len(values) - 1:02d}.000000Z",
+        }
+        return lines, want
+
+
+    start_all()
+
+    with subtest("every unit starts"):
+        for unit in units:
+            appliance.wait_for_unit(unit, timeout=900)
+        appliance.wait_for_open_port(3000)
+        appliance.wait_for_open_port(8086)
+
+    with subtest("secrets are generated, root-only, not admin/admin"):
+        appliance.succeed(f"test \"$(stat -c %a {secrets})\" = 710")
+        appliance.succeed(f"test \"$(stat -c %a:%U {secrets}/grafana-admin-password)\" = 400:root")
+        appliance.succeed(f"test \"$(stat -c %a:%U {secrets}/influx-admin-token)\" = 400:root")
+        appliance.fail(f"grep -qx admin {secrets}/grafana-admin-password")
+
+    with subtest("the seed replay arrives with exact statistics"):
+        seed_stats = wait_for_stats(expected)
+        print(f"InfluxDB statistics: {seed_stats}")
+
+    with subtest("the simulator replayed the seed file"):
+        appliance.wait_until_succeeds(f"test \"$(wc -l < {readings})\" -ge {sum(e['count'] for e in expected)}")
+        appliance.succeed("journalctl -u pulsewire-simulator.service -o cat --no-pager | grep -q .")
+        appliance.fail("systemctl is-failed pulsewire-simulator.service")
+
+    with subtest("Grafana: provisioned dashboard, healthy datasource, no admin/admin"):
+        pw = appliance.succeed(f"cat {secrets}/grafana-admin-password").strip()
+        auth = f"-u admin:{shlex.quote(pw)}"
+        appliance.succeed(
+            f"curl -sSf {auth} http://127.0.0.1:3000/api/dashboards/uid/pulsewire-heartrate"
+            " | jq -e '.dashboard.templating.list | map(.name) | index(\"sensor\")'"
+        )
+        appliance.wait_until_succeeds(
+            f"curl -sSf {auth} http://127.0.0.1:3000/api/datasources/uid/pulsewire-influxdb/health"
+            " | jq -e '.status == \"OK\"'",
+            timeout=300,
+        )
+        appliance.fail("curl -sSf -u admin:admin http://127.0.0.1:3000/api/dashboards/uid/pulsewire-heartrate")
+
+    with subtest("every Pulsewire unit logs to the journal"):
+        for unit in [u for u in units if u.startswith("pulsewire-")] + ["pulsewire-simulator.service"]:
+            appliance.succeed(f"journalctl -u {unit} -o cat --no-pager | grep -q .")
+        appliance.succeed("journalctl -u pulsewire-kafka-1.service -o cat --no-pager | grep -q 'Kafka Server started'")
+
+    with subtest("the stage units are sandboxed (systemd-analyze security: OK or better)"):
+        for s in ["simulator"] + stages:
+            out = appliance.succeed(f"systemd-analyze security --no-pager pulsewire-{s}.service | tail -n 1")
+            print(out)
+            assert any(word in out for word in ("SAFE", "OK")), f"pulsewire-{s}: {out}"
+
+    with subtest("one broker down: the flow continues, nothing lost or doubled"):
+        appliance.succeed("systemctl stop pulsewire-kafka-3.service")
+        lines, want = batch(11, [90, 100, 110, 100, 100], 0)
+        append(lines[:2] + ["this is not a reading"] + lines[2:])
+        wait_for_stats(expected + [want])
+        # The malformed line went to the dead-letter topic, not to InfluxDB.
+        appliance.succeed(
+            f"kafka-console-consumer.sh --bootstrap-server {bootstrap} --topic {dlq_topic}"
+            " --from-beginning --max-messages 1 --timeout-ms 60000 --isolation-level read_committed"
+            " | grep -q 'this is not a reading'"
+        )
+
+    with subtest("the broker comes back and catches up"):
+        appliance.succeed("systemctl start pulsewire-kafka-3.service")
+        appliance.wait_for_unit("pulsewire-kafka-3.service")
+        lines2, want2 = batch(12, [61, 62, 63], 1)
+        append(lines2)
+        final = wait_for_stats(expected + [want, want2])
+        assert set(final) == {e["sensor_id"] for e in expected} | {11, 12}, f"unexpected sensors: {sorted(final)}"
+        appliance.wait_until_succeeds(
+            f"test -z \"$(kafka-topics.sh --bootstrap-server {bootstrap} --describe --under-replicated-partitions)\"",
+            timeout=300,
+        )
+  '';
+}
