@@ -39,24 +39,10 @@ let
 
   restUrl = "http://${render.kafka.host}:${toString render.connect.rest_port}";
 
-  log4j2 = pkgs.writeText "pulsewire-connect-log4j2.properties" ''
-    status = warn
-    appender.stdout.type = Console
-    appender.stdout.name = STDOUT
-    appender.stdout.layout.type = PatternLayout
-    appender.stdout.layout.pattern = %p [%c{1}] %m%n
-    rootLogger.level = INFO
-    rootLogger.appenderRef.stdout.ref = STDOUT
-    logger.reflections.name = org.reflections
-    logger.reflections.level = ERROR
-  '';
-  log4j1 = pkgs.writeText "pulsewire-connect-log4j.properties" ''
-    log4j.rootLogger=INFO, stdout
-    log4j.appender.stdout=org.apache.log4j.ConsoleAppender
-    log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
-    log4j.appender.stdout.layout.ConversionPattern=%p [%c{1}] %m%n
-    log4j.logger.org.reflections=ERROR
-  '';
+  log4jOpts = import ./lib/kafka-logging.nix {
+    inherit lib pkgs kafka;
+    loggers."org.reflections" = "ERROR";
+  };
 
   readingsDir = builtins.dirOf ccfg.file;
 
@@ -119,7 +105,7 @@ in
         wants = [ "network-online.target" ] ++ brokerDeps;
         environment = {
           KAFKA_HEAP_OPTS = "-Xms${ccfg.heap} -Xmx${ccfg.heap}";
-          KAFKA_LOG4J_OPTS = "-Dlog4j2.configurationFile=${log4j2} -Dlog4j.configuration=file:${log4j1}";
+          KAFKA_LOG4J_OPTS = log4jOpts;
           EXTRA_ARGS = "-name connectDistributed";
         };
         serviceConfig = jvm // {
@@ -134,6 +120,10 @@ in
           TimeoutStopSec = "60s";
         };
       };
+
+      # For the operator (and the tests): the rendered worker and connector configuration.
+      environment.etc."pulsewire/connect-worker.properties".source = workerProperties;
+      environment.etc."pulsewire/connector.json".source = connectorJson;
 
       systemd.services.pulsewire-connect-register = {
         description = "Pulsewire: register the FileStreamSource connector (idempotent)";

@@ -38,32 +38,11 @@ let
     );
 
   # Everything to stdout, so journald has it (`journalctl -u pulsewire-kafka-1`).
-  # Kafka >= 4 uses log4j2; the log4j 1 file covers older packages.
-  log4j2 = pkgs.writeText "pulsewire-kafka-log4j2.properties" ''
-    status = warn
-    appender.stdout.type = Console
-    appender.stdout.name = STDOUT
-    appender.stdout.layout.type = PatternLayout
-    appender.stdout.layout.pattern = %p [%c{1}] %m%n
-    rootLogger.level = INFO
-    rootLogger.appenderRef.stdout.ref = STDOUT
-    logger.request.name = kafka.request.logger
-    logger.request.level = WARN
-    logger.state.name = state.change.logger
-    logger.state.level = WARN
-  '';
-  log4j1 = pkgs.writeText "pulsewire-kafka-log4j.properties" ''
-    log4j.rootLogger=INFO, stdout
-    log4j.appender.stdout=org.apache.log4j.ConsoleAppender
-    log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
-    log4j.appender.stdout.layout.ConversionPattern=%p [%c{1}] %m%n
-    log4j.logger.kafka.request.logger=WARN
-    log4j.logger.state.change.logger=WARN
-  '';
+  log4jOpts = import ./lib/kafka-logging.nix { inherit lib pkgs kafka; };
 
   javaEnvironment = heap: {
     KAFKA_HEAP_OPTS = "-Xms${heap} -Xmx${heap}";
-    KAFKA_LOG4J_OPTS = "-Dlog4j2.configurationFile=${log4j2} -Dlog4j.configuration=file:${log4j1}";
+    KAFKA_LOG4J_OPTS = log4jOpts;
     # Without -loggc: no GC log files, journald has what matters.
     EXTRA_ARGS = "-name kafkaServer";
   };
@@ -158,7 +137,7 @@ in
           wants = localBrokerUnits;
           environment = {
             KAFKA_HEAP_OPTS = "-Xmx128m";
-            KAFKA_LOG4J_OPTS = "-Dlog4j2.configurationFile=${log4j2} -Dlog4j.configuration=file:${log4j1}";
+            KAFKA_LOG4J_OPTS = log4jOpts;
           };
           serviceConfig = jvm // {
             Type = "oneshot";
@@ -180,5 +159,12 @@ in
     );
 
     environment.systemPackages = [ kafka ];
+    # For the operator (and the tests): what each local broker runs with.
+    environment.etc = lib.listToAttrs (
+      map (id: {
+        name = "pulsewire/kafka-${toString id}.properties";
+        value.source = propertiesFile id;
+      }) kcfg.localBrokers
+    );
   };
 }

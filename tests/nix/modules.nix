@@ -1,0 +1,323 @@
+# Evaluates the NixOS modules (nixos/*.nix) against the stand-in module system
+# of ./lib/stub-nixos.nix and checks the wiring: the appliance as deployed,
+# brokers split over hosts, and operator-supplied secrets.
+# Run: nix-instantiate --eval --strict tests/nix/modules.nix   (=> true)
+let
+  h = import ./lib/harness.nix;
+  inherit (h) check;
+  stub = import ./lib/stub-nixos.nix;
+  inherit (stub) pkgs;
+  pipeline = builtins.fromTOML (builtins.readFile ../../provisioning/pipeline.toml);
+
+  package = {
+    name = "pulsewire";
+    outPath = "/nix/store/00000000000000000000000000000000-pulsewire";
+  };
+  base = [
+    ../../nixos
+    { services.pulsewire.package = package; }
+  ];
+
+  appliance = stub.eval (
+    base
+    ++ [
+      ../../nixos/appliance.nix
+      { services.pulsewire.simulator.replayFile = ../../provisioning/data/seed-readings.csv; }
+    ]
+  );
+  units = appliance.systemd.services;
+  sc = name: units.${name}.serviceConfig;
+  exec = name: toString (sc name).ExecStart;
+  text = x: x.text;
+  contains = needle: hay: builtins.match ".*${stub.lib.escapeRegex needle}.*" hay != null;
+  stages = [
+    "simulator"
+    "aggregator"
+    "processor"
+    "uploader"
+  ];
+  brokerUnits = map (i: "pulsewire-kafka-${toString i}") [ 1 2 3 ];
+  assertionsHold = cfg: builtins.all (a: a.assertion) cfg.assertions;
+
+  # A host running only broker 2 of a cluster spread over three hosts.
+  split = stub.eval (
+    base
+    ++ [
+      {
+        services.pulsewire = {
+          kafka.enable = true;
+          kafka.brokers = map (id: {
+            inherit id;
+            host = "10.0.0.${toString id}";
+            port = 9092;
+            controllerPort = 9093;
+          }) [ 1 2 3 ];
+          kafka.localBrokers = [ 2 ];
+          kafka.openFirewall = true;
+        };
+      }
+    ]
+  );
+
+  badLocal = stub.eval (
+    base
+    ++ [
+      {
+        services.pulsewire.kafka.enable = true;
+        services.pulsewire.kafka.localBrokers = [ 7 ];
+      }
+    ]
+  );
+
+  operatorSecrets = stub.eval (
+    base
+    ++ [
+      {
+        services.pulsewire.enable = true;
+        services.pulsewire.secrets.influxAdminTokenFile = "/run/secrets/influx-admin-token";
+        services.pulsewire.secrets.grafanaAdminPasswordFile = "/nix/store/oops-password";
+      }
+    ]
+  );
+  secretsScript = cfg: text cfg.systemd.services.pulsewire-secrets.serviceConfig.ExecStart;
+in
+h.run [
+  (check "appliance: module assertions hold" (assertionsHold appliance))
+  (check "appliance: every Pulsewire unit is declared" (
+    builtins.all (u: units ? ${u}) (
+      brokerUnits
+      ++ map (s: "pulsewire-${s}") stages
+      ++ [
+        "pulsewire-kafka-topics"
+        "pulsewire-connect"
+        "pulsewire-connect-register"
+        "pulsewire-secrets"
+      ]
+    )
+  ))
+  (check "brokers: own properties, state directory, heap, restart, exit 143" (
+    builtins.all (
+      u:
+      contains "kafka-server-start.sh" (exec u)
+      && contains "${u}.properties" (exec u)
+      && (sc u).StateDirectory == u
+      && (sc u).Restart == "on-failure"
+      && (sc u).SuccessExitStatus == "0 143"
+      && units.${u}.environment.KAFKA_HEAP_OPTS == "-Xms${pipeline.kafka.heap} -Xmx${pipeline.kafka.heap}"
+    ) brokerUnits
+  ))
+  (check "brokers: storage formatted once, with the pipeline's cluster id" (
+    builtins.all (
+      u:
+      contains "meta.properties" units.${u}.preStart
+      && contains "--cluster-id ${pipeline.kafka.cluster_id}" units.${u}.preStart
+    ) brokerUnits
+  ))
+  (check "brokers: log to the journal through the console appender" (
+    contains "log4j2.configurationFile=" units.pulsewire-kafka-1.environment.KAFKA_LOG4J_OPTS
+  ))
+  (check "topics oneshot: after every broker, idempotent create of every topic" (
+    let
+      script = text (sc "pulsewire-kafka-topics").ExecStart;
+    in
+    (sc "pulsewire-kafka-topics").Type == "oneshot"
+    && builtins.all (u: builtins.elem "${u}.service" units.pulsewire-kafka-topics.after) brokerUnits
+    && builtins.all (t: contains "--topic ${t.name} " script) (builtins.attrValues pipeline.topics)
+    && contains "--if-not-exists" script
+    && contains "cleanup.policy=compact" script
+  ))
+  (check "connect: distributed worker reading the readings file through its group" (
+    contains "connect-distributed.sh" (exec "pulsewire-connect")
+    && contains "pulsewire-connect-worker.properties" (exec "pulsewire-connect")
+    && builtins.elem "pulsewire" (sc "pulsewire-connect").SupplementaryGroups
+    && (sc "pulsewire-connect").SuccessExitStatus == "0 143"
+  ))
+  (check "connect: worker properties: exactly-once, string converters, file plugin, RF 3" (
+    let
+      props = h.parseProperties appliance.environment.etc."pulsewire/connect-worker.properties".source.text;
+    in
+    props."exactly.once.source.support" == "enabled"
+    && props."value.converter" == "org.apache.kafka.connect.storage.StringConverter"
+    && contains "pulsewire-connect-file-plugin" props."plugin.path"
+    && props."offset.storage.replication.factor" == "3"
+    && props."bootstrap.servers" == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+  ))
+  (check "connect: connector tails the pipeline file into the raw topic" (
+    let
+      c = builtins.fromJSON appliance.environment.etc."pulsewire/connector.json".source.text;
+    in
+    c.file == pipeline.connect.file && c.topic == pipeline.topics.raw.name
+  ))
+  (check "brokers: rendered properties with the shared quorum" (
+    builtins.all (
+      id:
+      let
+        props = h.parseProperties appliance.environment.etc."pulsewire/kafka-${toString id}.properties".source.text;
+      in
+      props."node.id" == toString id
+      && props."controller.quorum.voters" == "1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097"
+      && props."log.dirs" == "/var/lib/pulsewire-kafka-${toString id}/data"
+    ) [ 1 2 3 ]
+  ))
+  (check "connect: registration PUTs the connector config, retrying" (
+    let
+      script = text (sc "pulsewire-connect-register").ExecStart;
+    in
+    contains "-X PUT" script
+    && contains "/connectors/${pipeline.connect.connector_name}" script
+    && contains "until" script
+    && builtins.elem "pulsewire-connect.service" units.pulsewire-connect-register.after
+  ))
+  (check "readings directory: owned by pulsewire, group-readable only" (
+    builtins.elem "d ${builtins.dirOf pipeline.connect.file} 0750 pulsewire pulsewire - -" appliance.systemd.tmpfiles.rules
+    && appliance.users.users.pulsewire.group == "pulsewire"
+  ))
+  (check "stages: Type=notify, watchdog, restart, sandboxed" (
+    builtins.all (
+      s:
+      let
+        c = sc "pulsewire-${s}";
+      in
+      c.Type == "notify"
+      && c ? WatchdogSec
+      && c.Restart == "on-failure"
+      && c.ProtectSystem == "strict"
+      && c.CapabilityBoundingSet == ""
+      && c.PrivateDevices
+      && c.NoNewPrivileges
+      && builtins.elem "@system-service" c.SystemCallFilter
+      && c.RestrictAddressFamilies == [
+        "AF_INET"
+        "AF_INET6"
+        "AF_UNIX"
+      ]
+      && contains "${package}/bin/pulsewire-${s} --metrics-addr 127.0.0.1:${toString pipeline.services.${s}.metrics_port}" (exec "pulsewire-${s}")
+    ) stages
+  ))
+  (check "stages: dynamic users, except the simulator (owner of the readings file)" (
+    (sc "pulsewire-aggregator").DynamicUser
+    && (sc "pulsewire-processor").DynamicUser
+    && (sc "pulsewire-uploader").DynamicUser
+    && (sc "pulsewire-simulator").User == "pulsewire"
+    && !(sc "pulsewire-simulator").DynamicUser
+  ))
+  (check "simulator: replays the seed into the connector's file" (
+    contains "--output ${pipeline.connect.file}" (exec "pulsewire-simulator")
+    && contains "seed-readings.csv" (exec "pulsewire-simulator")
+  ))
+  (check "Kafka stages: ordered after brokers and topics" (
+    builtins.all (
+      s: builtins.elem "pulsewire-kafka-topics.service" units."pulsewire-${s}".after
+    ) [ "aggregator" "processor" "uploader" ]
+  ))
+  (check "uploader: after InfluxDB, token through LoadCredential" (
+    builtins.elem "influxdb2.service" units.pulsewire-uploader.after
+    && (sc "pulsewire-uploader").LoadCredential == [ "influx-token:/var/lib/pulsewire-secrets/influx-uploader-token" ]
+    && contains "--influx-token-file %d/influx-token" (exec "pulsewire-uploader")
+  ))
+  (check "secrets: generated before InfluxDB, Grafana and the uploader" (
+    let
+      u = units.pulsewire-secrets;
+    in
+    builtins.all (c: builtins.elem c u.before && builtins.elem c u.requiredBy) [
+      "influxdb2.service"
+      "grafana.service"
+      "pulsewire-uploader.service"
+    ]
+    && builtins.elem "pulsewire-secrets.service" units.influxdb2.requires
+    && builtins.elem "pulsewire-secrets.service" units.grafana.requires
+  ))
+  (check "secrets: every one generated into the root-only directory" (
+    let
+      script = secretsScript appliance;
+    in
+    builtins.all (f: contains "generate /var/lib/pulsewire-secrets/${f} " script) [
+      "influx-admin-password"
+      "influx-admin-token"
+      "influx-uploader-token"
+      "influx-grafana-token"
+      "grafana-admin-password"
+      "grafana-secret-key"
+    ]
+    && contains "chmod 0710" script
+  ))
+  (check "influxdb: org, bucket and retention from pipeline.toml; tokens from files" (
+    let
+      i = appliance.services.influxdb2;
+      auths = i.provision.organizations.${pipeline.influxdb.org}.auths;
+    in
+    i.enable
+    && i.provision.initialSetup.organization == pipeline.influxdb.org
+    && i.provision.initialSetup.bucket == pipeline.influxdb.bucket
+    && i.provision.initialSetup.retention == pipeline.influxdb.retention_seconds
+    && i.provision.initialSetup.tokenFile == "/var/lib/pulsewire-secrets/influx-admin-token"
+    && auths.pulsewire-uploader.writeBuckets == [ pipeline.influxdb.bucket ]
+    && auths.pulsewire-grafana.readBuckets == [ pipeline.influxdb.bucket ]
+    && !(auths.pulsewire-grafana ? writeBuckets)
+    && i.settings.http-bind-address == "0.0.0.0:${toString pipeline.influxdb.port}"
+  ))
+  (check "grafana: secrets only through $__file{} and LoadCredential" (
+    let
+      g = appliance.services.grafana;
+      ds = builtins.head g.provision.datasources.settings.datasources;
+    in
+    g.settings.security.admin_password == "$__file{/run/credentials/grafana.service/admin-password}"
+    && g.settings.security.secret_key == "$__file{/run/credentials/grafana.service/secret-key}"
+    && ds.secureJsonData.token == "$__file{/run/credentials/grafana.service/influx-token}"
+    && builtins.length (sc "grafana").LoadCredential == 3
+  ))
+  (check "grafana: Flux datasource for the pipeline's org and bucket, dashboards provisioned" (
+    let
+      g = appliance.services.grafana;
+      ds = builtins.head g.provision.datasources.settings.datasources;
+      provider = builtins.head g.provision.dashboards.settings.providers;
+    in
+    ds.type == "influxdb"
+    && ds.jsonData.version == "Flux"
+    && ds.jsonData.organization == pipeline.influxdb.org
+    && ds.jsonData.defaultBucket == pipeline.influxdb.bucket
+    && ds.uid == "pulsewire-influxdb"
+    && builtins.pathExists (provider.options.path + "/pulsewire-heartrate.json")
+    && g.settings.server.http_addr == "0.0.0.0"
+    && g.settings.server.http_port == pipeline.grafana.port
+  ))
+  (check "appliance: firewall opens exactly Grafana and InfluxDB" (
+    builtins.sort builtins.lessThan appliance.networking.firewall.allowedTCPPorts
+    == builtins.sort builtins.lessThan [
+      pipeline.grafana.port
+      pipeline.influxdb.port
+    ]
+  ))
+  (check "appliance: VM forwards Grafana and InfluxDB to the host" (
+    map (f: f.guest.port) appliance.virtualisation.vmVariant.virtualisation.forwardPorts == [
+      pipeline.grafana.port
+      pipeline.influxdb.port
+    ]
+  ))
+  (check "split cluster: only the local broker runs, with the shared quorum" (
+    split.systemd.services ? pulsewire-kafka-2
+    && !(split.systemd.services ? pulsewire-kafka-1)
+    && !(split.systemd.services ? pulsewire-kafka-3)
+    && assertionsHold split
+    && builtins.sort builtins.lessThan split.networking.firewall.allowedTCPPorts == [ 9092 9093 ]
+  ))
+  (check "split cluster: broker 2 advertises its own host, shares the voters" (
+    let
+      props = h.parseProperties split.environment.etc."pulsewire/kafka-2.properties".source.text;
+    in
+    props."advertised.listeners" == "PLAINTEXT://10.0.0.2:9092"
+    && props."controller.quorum.voters" == "1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093"
+    && props."node.id" == "2"
+    && props."log.dirs" == "/var/lib/pulsewire-kafka-2/data"
+  ))
+  (check "bad localBrokers id fails an assertion" (!(assertionsHold badLocal)))
+  (check "operator-given secrets are used, not generated" (
+    let
+      script = secretsScript operatorSecrets;
+    in
+    !(contains "influx-admin-token" script)
+    && contains "influx-admin-password" script
+    && operatorSecrets.services.influxdb2.provision.initialSetup.tokenFile == "/run/secrets/influx-admin-token"
+  ))
+  (check "a secret in the Nix store fails an assertion" (!(assertionsHold operatorSecrets)))
+]
