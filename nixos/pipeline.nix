@@ -105,6 +105,11 @@ in
           PrivateUsers = false;
           ReadWritePaths = [ (builtins.dirOf cfg.connect.file) ];
           UMask = "0027";
+        }
+        # It talks to nobody but a local metrics scraper.
+        // lib.optionalAttrs (lib.hasPrefix "127." cfg.simulator.metricsAddress) {
+          IPAddressAllow = [ "localhost" ];
+          IPAddressDeny = [ "any" ];
         };
       })
 

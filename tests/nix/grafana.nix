@@ -1,0 +1,68 @@
+# Checks on provisioning/grafana/: the datasource definition and the dashboard
+# JSON parse, agree on the datasource uid, take bucket and kind from Grafana
+# variables (never hard-coded), and repeat one panel over the sensors.
+# Run: nix-instantiate --eval --strict tests/nix/grafana.nix   (=> true)
+let
+  h = import ./lib/harness.nix;
+  inherit (h) check;
+  pipeline = builtins.fromTOML (builtins.readFile ../../provisioning/pipeline.toml);
+  datasource = builtins.fromJSON (builtins.readFile ../../provisioning/grafana/datasource.json);
+  dashboardDir = ../../provisioning/grafana/dashboards;
+  dashboardFiles = builtins.filter (n: builtins.match ".*\\.json" n != null) (
+    builtins.attrNames (builtins.readDir dashboardDir)
+  );
+  dashboard = builtins.fromJSON (builtins.readFile (dashboardDir + "/pulsewire-heartrate.json"));
+  panels = builtins.filter (p: p.type != "row") dashboard.panels;
+  targets = builtins.concatLists (map (p: p.targets) panels);
+  queries = map (t: t.query) targets;
+  variables = dashboard.templating.list;
+  variable = name: builtins.head (builtins.filter (v: v.name == name) variables);
+  contains = needle: hay: builtins.match ".*${needle}.*" hay != null;
+in
+h.run [
+  (check "datasource: Flux InfluxDB with a fixed uid" (
+    datasource.type == "influxdb" && datasource.jsonData.version == "Flux" && datasource.uid == "pulsewire-influxdb"
+  ))
+  (check "datasource: no secret, org or bucket written here (Nix fills them in)" (
+    !(datasource ? secureJsonData) && !(datasource.jsonData ? organization) && !(datasource.jsonData ? defaultBucket)
+  ))
+  (check "one dashboard file, with a stable uid" (
+    dashboardFiles == [ "pulsewire-heartrate.json" ] && dashboard.uid == "pulsewire-heartrate"
+  ))
+  (check "every panel and query uses the provisioned datasource" (
+    builtins.all (p: p.datasource.uid == datasource.uid) panels
+    && builtins.all (t: t.datasource.uid == datasource.uid) targets
+    && builtins.all (v: v.datasource.uid == datasource.uid) variables
+  ))
+  (check "queries read v.defaultBucket, never a hard-coded bucket" (
+    builtins.all (q: contains "v\\.defaultBucket" q && !(contains "\"${pipeline.influxdb.bucket}\"" q)) (
+      queries ++ map (v: v.query) variables
+    )
+  ))
+  (check "queries select the measurement through the kind variable" (
+    builtins.all (q: contains "r\\._measurement == \"\\$\\{kind}\"" q) queries
+    && (variable "kind").current.value == "heart_rate"
+    && builtins.hasAttr (variable "kind").current.value pipeline.kinds
+  ))
+  (check "fleet stats: sensors, max, min, mean, latest sample" (
+    map (p: p.title) (builtins.filter (p: p.type == "stat") panels) == [
+      "Sensors"
+      "Max"
+      "Min"
+      "Mean"
+      "Latest sample"
+    ]
+  ))
+  (check "one panel repeated over the sensor variable, showing value/mean/min/max" (
+    let
+      repeated = builtins.filter (p: (p.repeat or null) == "sensor") panels;
+      q = (builtins.head (builtins.head repeated).targets).query;
+    in
+    builtins.length repeated == 1
+    && (variable "sensor").multi
+    && (variable "sensor").includeAll
+    && contains "r\\.sensor_id == \"\\$\\{sensor}\"" q
+    && builtins.all (f: contains "\"${f}\"" q) [ "value" "mean" "min" "max" ]
+  ))
+  (check "panel ids unique" (h.unique (map (p: p.id) dashboard.panels)))
+]
