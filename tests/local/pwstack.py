@@ -12,8 +12,8 @@ Layout (all under tests/local/, both git-ignored):
   .state/                   one stack: kafka-<id>/ log dirs, connect/, store/, readings.csv,
                             pids/<component>.pid, logs/<component>.log
 
-Every process the stack starts is tracked by PID (with its command line, so a recycled PID
-is never mistaken for ours); `down` stops exactly those. Used by `tests/local/stack` (the
+Every process the stack starts is tracked by PID (with its start time, so a recycled PID is
+never mistaken for ours); `down` stops exactly those. Used by `tests/local/stack` (the
 operator's CLI) and `tests/local/e2e` (the end-to-end and fault tests).
 """
 
@@ -285,18 +285,18 @@ def _pidfile(name: str) -> Path:
     return PIDS / f"{name}.pid"
 
 
-def _cmdline(pid: int) -> str:
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name: [0] is the state, [19] the start
+    time (clock ticks since boot), which together with the PID identifies one process."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
+    st = _stat(pid)
+    return st is None or st[0] in ("Z", "X")
 
 
 def tracked(name: str) -> dict | None:
@@ -307,14 +307,14 @@ def tracked(name: str) -> dict | None:
 
 
 def running_pid(name: str) -> int | None:
-    """The PID of our `name` process if it is alive and still the process we started."""
+    """The PID of our `name` process if it is alive and still the process we started
+    (same start time: a recycled PID is never mistaken for ours)."""
     info = tracked(name)
     if not info:
         return None
-    pid = info["pid"]
-    cmd = _cmdline(pid)
-    if cmd and info["marker"] in cmd and not _is_zombie(pid):
-        return pid
+    st = _stat(info["pid"])
+    if st and st[0] not in ("Z", "X") and st[19] == info["starttime"]:
+        return info["pid"]
     return None
 
 
@@ -322,7 +322,7 @@ def running_pid(name: str) -> int | None:
 _children: dict[int, subprocess.Popen] = {}
 
 
-def start(name: str, argv: list[str], env: dict | None = None, marker: str | None = None) -> int:
+def start(name: str, argv: list[str], env: dict | None = None) -> int:
     if running_pid(name):
         raise StackError(f"{name} is already running (pid {running_pid(name)})")
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -334,9 +334,9 @@ def start(name: str, argv: list[str], env: dict | None = None, marker: str | Non
                             env=env, cwd=STATE, start_new_session=True)
     logf.close()
     _children[proc.pid] = proc
-    marker = marker or argv[-1]
-    _pidfile(name).write_text(json.dumps({"pid": proc.pid, "marker": marker, "argv": argv,
-                                          "started": time.time()}))
+    st = _stat(proc.pid)
+    _pidfile(name).write_text(json.dumps({"pid": proc.pid, "starttime": st[19] if st else "",
+                                          "argv": argv, "started": time.time()}))
     return proc.pid
 
 
@@ -365,7 +365,7 @@ def wait_exit(name: str, pid: int, timeout: float) -> int | None:
             rc = proc.poll()
             if rc is not None:
                 return rc
-        elif not _cmdline(pid) or _is_zombie(pid):
+        elif _is_zombie(pid):
             return None
         time.sleep(0.1)
     raise TimeoutError(f"{name} (pid {pid}) did not exit within {timeout:.0f}s")
@@ -435,7 +435,11 @@ def wait_for(what: str, cond, timeout: float, component: str | None = None, inte
     deadline = time.monotonic() + timeout
     while True:
         if component and not running_pid(component):
-            raise StackError(f"{component} exited while waiting for {what}; see {LOGS / (component + '.log')}")
+            info = tracked(component) or {}
+            rc = exit_code(component)
+            how = f" with status {rc}" if rc is not None else ""
+            raise StackError(f"{component} (pid {info.get('pid', '?')}) exited{how} while waiting for {what}; "
+                             f"see {LOGS / (component + '.log')}")
         try:
             val = cond()
         except (OSError, urllib.error.URLError, ValueError):
@@ -485,7 +489,7 @@ def start_broker(dist: KafkaDist, broker_id: int, wait: bool = True) -> None:
         kafka_tool(dist, "kafka.tools.StorageTool", "format", "--cluster-id", r["clusterId"],
                    "--config", str(props), "--ignore-formatted")
     since = log_size(name)
-    start(name, java_cmd(dist, PIPELINE["kafka"]["heap"], "kafka.Kafka", str(props)), marker=str(props))
+    start(name, java_cmd(dist, PIPELINE["kafka"]["heap"], "kafka.Kafka", str(props)))
     if wait:
         wait_broker(name, since)
 
@@ -508,7 +512,7 @@ def start_store(wait: bool = True) -> None:
         # The seed dataset is from 2024: keep everything.
         "-retentionPeriod=100y",
         "-search.disableCache",
-    ], marker=f"-storageDataPath={STATE / 'store'}")
+    ])
     if wait:
         wait_for("the store (victoria-metrics) to answer /health",
                  lambda: http("GET", f"http://127.0.0.1:{port}/health")[0] == 200, 60, component="store")
@@ -524,8 +528,7 @@ def start_connect(dist: KafkaDist, wait: bool = True) -> None:
     props.write_text(r["connectProperties"])
     readings_file().touch()
     start("connect", java_cmd(dist, PIPELINE["connect"]["heap"],
-                              "org.apache.kafka.connect.cli.ConnectDistributed", str(props)),
-          marker=str(props))
+                              "org.apache.kafka.connect.cli.ConnectDistributed", str(props)))
     if wait:
         wait_for("Kafka Connect's REST API", lambda: http("GET", connect_url("/connectors"))[0] == 200,
                  180, component="connect", interval=1)
@@ -620,24 +623,39 @@ def metrics_port(stage: str) -> int:
 
 
 def service_env(stage: str) -> dict:
+    """The unit's `environment` (nixos/pipeline.nix): bootstrap servers from the renderer,
+    the default log level. PULSEWIRE_* from the caller's environment are not passed on, so
+    a stray variable cannot make the local services differ from the appliance's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULSEWIRE_")}
-    env.pop("JOURNAL_STREAM", None)  # log to the log file, not to the journal
+    env.pop("JOURNAL_STREAM", None)  # the unit logs to the journal; here, to the log file
     env.pop("NOTIFY_SOCKET", None)
+    env.pop("RUST_LOG", None)
+    env["PULSEWIRE_BOOTSTRAP_SERVERS"] = render()["bootstrapServers"]
+    env["PULSEWIRE_LOG_LEVEL"] = "info"
     env.setdefault("RUST_BACKTRACE", "1")
     return env
 
 
-def service_argv(stage: str) -> list[str]:
-    argv = [str(binary(stage))]
+def metrics_addr(stage: str) -> str:
+    return f"127.0.0.1:{metrics_port(stage)}"
+
+
+def service_argv(stage: str, extra: list[str] = ()) -> list[str]:
+    """The unit's ExecStart (nixos/pipeline.nix), with local paths for the readings file and
+    the token (the unit's `%d/influx-token` credential)."""
+    argv = [str(binary(stage)), "--metrics-addr", metrics_addr(stage)]
     if stage == "uploader":
-        argv += ["--influx-token-file", str(token_file())]
-    return argv
+        argv += ["--influx-url", f"http://127.0.0.1:{PIPELINE['influxdb']['port']}",
+                 "--influx-token-file", str(token_file())]
+    if stage == "simulator":
+        argv += ["--output", str(readings_file())]
+    return argv + list(extra)
 
 
 def start_service(stage: str, wait: bool = True, extra_env: dict | None = None) -> int:
     env = service_env(stage)
     env.update(extra_env or {})
-    pid = start(stage, service_argv(stage), env=env, marker=str(binary(stage)))
+    pid = start(stage, service_argv(stage), env=env)
     if wait:
         port = metrics_port(stage)
         wait_for(f"{stage} to serve /metrics on :{port}",
