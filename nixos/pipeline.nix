@@ -102,7 +102,6 @@ in
           DynamicUser = false;
           User = "pulsewire";
           Group = "pulsewire";
-          PrivateUsers = false;
           ReadWritePaths = [ (builtins.dirOf cfg.connect.file) ];
           UMask = "0027";
         }
