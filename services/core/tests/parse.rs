@@ -218,6 +218,7 @@ fn every_rejection_has_its_exact_text_and_code() {
             "bad_sensor_id",
         ),
         (b"1,temp,2024-06-19 13:58:37,80".to_vec(), "unknown kind \"temp\"", "unknown_kind"),
+        (b"1,\"heart,rate\",2024-06-19 13:58:37,80".to_vec(), "unknown kind \"heart,rate\"", "unknown_kind"),
         (b"1,Heart_Rate,2024-06-19 13:58:37,80".to_vec(), "unknown kind \"Heart_Rate\"", "unknown_kind"),
         (b"1,,2024-06-19 13:58:37,80".to_vec(), "unknown kind \"\"", "unknown_kind"),
         (b"1,heart_rate,yesterday,80".to_vec(), "unparsable time \"yesterday\"", "bad_time"),
