@@ -1,0 +1,42 @@
+# Shared helpers for bench/run and bench/fill (sourced, not executed).
+set -euo pipefail
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$BENCH_DIR/.." && pwd)"
+BROKERS="${BENCH_BROKERS:-127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096}"
+STORE="${BENCH_STORE:-http://127.0.0.1:18086}"
+export CARGO_TARGET_DIR="${BENCH_TARGET_DIR:-$REPO/target/bench}"
+TOOL="$CARGO_TARGET_DIR/release/pulsewire-bench"
+SVC_BIN="${BENCH_SVC_BIN:-$REPO/target/release}"
+KAFKA_LIB="${KAFKA_HOME:+$KAFKA_HOME/libs}"
+KAFKA_LIB="${KAFKA_LIB:-$REPO/tests/local/.cache/kafka-4.3.1/lib}"
+RESULTS="${BENCH_RESULTS:-$BENCH_DIR/results}"
+VENV="$BENCH_DIR/.venv"
+mkdir -p "$RESULTS"
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# A Kafka command-line tool from the cached distribution, e.g. ktool org.apache.kafka.tools.TopicCommand --list
+TOOL_LOG4J="$BENCH_DIR/.state/tools-log4j2.properties"
+mkdir -p "$BENCH_DIR/.state"
+[[ -f "$TOOL_LOG4J" ]] || printf '%s\n' 'status = error' 'appender.err.type = Console' \
+  'appender.err.name = STDERR' 'appender.err.target = SYSTEM_ERR' \
+  'appender.err.layout.type = PatternLayout' 'appender.err.layout.pattern = %p %m%n' \
+  'rootLogger.level = ERROR' 'rootLogger.appenderRef.err.ref = STDERR' > "$TOOL_LOG4J"
+ktool() {
+  local main="$1"; shift
+  java -Xms128m -Xmx256m -XX:TieredStopAtLevel=1 -Xshare:auto \
+    -Dlog4j2.configurationFile="$TOOL_LOG4J" -cp "$KAFKA_LIB/*" "$main" "$@"
+}
+
+topics() { ktool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BROKERS" "$@"; }
+
+# Creates a topic like provisioning's defaults: 3 partitions, RF 3, min.insync.replicas=2.
+topic_create() {
+  topics --create --if-not-exists --topic "$1" --partitions 3 --replication-factor 3 \
+    --config min.insync.replicas=2 ${2:+--config "$2"} >/dev/null
+}
+topic_delete() { topics --delete --if-exists --topic "$1" >/dev/null 2>&1 || true; }
+
+build_tool() {
+  [[ -x "$TOOL" ]] || (cd "$BENCH_DIR/passthrough" && cargo build --release -q)
+}
