@@ -90,7 +90,8 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::listen()?;
 
     let parser = Parser::new(pipeline().kind_rules()).with_max_line_bytes(args.max_line_bytes);
-    let mut transform = stage::Aggregate::new(parser, args.readings_topic.clone(), args.dlq_topic.clone());
+    let mut transform =
+        stage::Aggregate::new(parser, args.readings_topic.clone(), args.dlq_topic.clone());
     let stage = TxnStage {
         name: "pulsewire-aggregator".into(),
         input_topic: args.raw_topic.clone(),
@@ -101,7 +102,12 @@ async fn main() -> anyhow::Result<()> {
             max_wait: Duration::from_millis(args.batch_interval_ms),
         },
     };
-    tracing::info!(raw = args.raw_topic, readings = args.readings_topic, dlq = args.dlq_topic, "starting");
+    tracing::info!(
+        raw = args.raw_topic,
+        readings = args.readings_topic,
+        dlq = args.dlq_topic,
+        "starting"
+    );
     // The Kafka loop is synchronous (librdkafka's transactional calls block);
     // it runs on a blocking thread while the runtime serves signals and metrics.
     tokio::task::spawn_blocking(move || {

@@ -62,7 +62,8 @@ impl Aggregate {
                 let code = rejection.reason_code();
                 *self.pending.rejected.entry(code).or_default() += 1;
                 tracing::info!(topic, partition, offset, reason = %rejection, code, "line rejected");
-                let record = DlqRecord::rejected(STAGE, &rejection, payload, topic, partition, offset);
+                let record =
+                    DlqRecord::rejected(STAGE, &rejection, payload, topic, partition, offset);
                 Ok(Some(Output {
                     topic: self.dlq_topic.clone(),
                     partition: None,
@@ -97,7 +98,8 @@ impl Transform for Aggregate {
 
     fn committed(&mut self) {
         let pending = std::mem::take(&mut self.pending);
-        metrics::counter!(m::RECORDS_OUT, "topic" => self.readings_topic.clone()).increment(pending.readings);
+        metrics::counter!(m::RECORDS_OUT, "topic" => self.readings_topic.clone())
+            .increment(pending.readings);
         metrics::counter!(m::SKIPPED).increment(pending.skipped);
         let mut dlq = 0;
         for (reason, n) in pending.rejected {
@@ -137,7 +139,12 @@ mod tests {
         assert_eq!((reading.sensor_id, reading.value), (7, 80));
         // A JSON-encoded string (Connect's JsonConverter) is the same reading.
         let json = s
-            .route(br#""7,heart_rate,2024-06-19 13:58:37.074766,80""#, "raw", 2, 42)
+            .route(
+                br#""7,heart_rate,2024-06-19 13:58:37.074766,80""#,
+                "raw",
+                2,
+                42,
+            )
             .unwrap()
             .unwrap();
         assert_eq!(json.payload, out.payload);
@@ -147,12 +154,18 @@ mod tests {
     #[test]
     fn rejected_line_goes_to_dlq_with_its_position() {
         let mut s = stage();
-        let out = s.route(b"7,heart_rate,2024-06-19 13:58:37,999", "raw", 1, 9).unwrap().unwrap();
+        let out = s
+            .route(b"7,heart_rate,2024-06-19 13:58:37,999", "raw", 1, 9)
+            .unwrap()
+            .unwrap();
         assert_eq!((out.topic.as_str(), out.key.as_ref()), ("dlq", None));
         let record: DlqRecord = serde_json::from_slice(&out.payload).unwrap();
         assert_eq!(record.stage, "aggregator");
         assert!(!record.reason.is_empty());
-        assert_eq!((record.topic.as_str(), record.partition, record.offset), ("raw", 1, 9));
+        assert_eq!(
+            (record.topic.as_str(), record.partition, record.offset),
+            ("raw", 1, 9)
+        );
         assert_eq!(record.raw, "7,heart_rate,2024-06-19 13:58:37,999");
         assert_eq!(s.pending.rejected.get("value_out_of_range"), Some(&1));
     }
@@ -161,7 +174,10 @@ mod tests {
     fn blank_and_header_lines_are_only_counted() {
         let mut s = stage();
         assert!(s.route(b"", "raw", 0, 0).unwrap().is_none());
-        assert!(s.route(b"sensor_id,kind,timestamp,value", "raw", 0, 1).unwrap().is_none());
+        assert!(s
+            .route(b"sensor_id,kind,timestamp,value", "raw", 0, 1)
+            .unwrap()
+            .is_none());
         assert_eq!(s.pending.skipped, 2);
         s.reset(&[0]).unwrap();
         assert_eq!(s.pending, Pending::default());

@@ -141,7 +141,10 @@ impl Pipeline {
 
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.kafka.brokers >= 1, "kafka.brokers must be at least 1");
-        anyhow::ensure!(!self.kinds.is_empty(), "at least one [kinds.*] table is needed");
+        anyhow::ensure!(
+            !self.kinds.is_empty(),
+            "at least one [kinds.*] table is needed"
+        );
         for (name, spec) in &self.kinds {
             anyhow::ensure!(
                 spec.min <= spec.max,
@@ -364,11 +367,17 @@ mod tests {
     #[test]
     fn invalid_flags_are_named_in_the_error() {
         let err = error_of(&["--batch-size", "0"]);
-        assert!(err.contains("--batch-size") && err.contains("must be at least 1"), "{err}");
+        assert!(
+            err.contains("--batch-size") && err.contains("must be at least 1"),
+            "{err}"
+        );
         let err = error_of(&["--metrics-addr", "localhost"]);
         assert!(err.contains("--metrics-addr"), "{err}");
         let err = error_of(&["--bootstrap-servers", "a:1,b"]);
-        assert!(err.contains("--bootstrap-servers") && err.contains("`b`"), "{err}");
+        assert!(
+            err.contains("--bootstrap-servers") && err.contains("`b`"),
+            "{err}"
+        );
         let err = error_of(&["--kafka-property", "nokey"]);
         assert!(err.contains("--kafka-property"), "{err}");
     }
@@ -376,7 +385,10 @@ mod tests {
     #[test]
     fn flags_default_to_the_pipeline() {
         let probe = Probe::try_parse_from(["probe", "--kafka-property", "a=b=c"]).unwrap();
-        assert_eq!(probe.kafka.bootstrap_servers, pipeline().kafka.bootstrap_servers());
+        assert_eq!(
+            probe.kafka.bootstrap_servers,
+            pipeline().kafka.bootstrap_servers()
+        );
         assert_eq!(probe.kafka.properties, vec![("a".into(), "b=c".into())]);
     }
 
@@ -385,13 +397,19 @@ mod tests {
         let err = influx_token(Some(Path::new("/nonexistent/token")), None)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--influx-token-file /nonexistent/token"), "{err}");
+        assert!(
+            err.contains("--influx-token-file /nonexistent/token"),
+            "{err}"
+        );
         let err = influx_token(None, None).unwrap_err().to_string();
         assert!(err.contains(INFLUX_TOKEN_ENV), "{err}");
         assert_eq!(influx_token(None, Some(" tok\n".into())).unwrap(), "tok");
         let dir = std::env::temp_dir().join(format!("pw-token-{}", std::process::id()));
         std::fs::write(&dir, "secret\n").unwrap();
-        assert_eq!(influx_token(Some(&dir), Some("env".into())).unwrap(), "secret");
+        assert_eq!(
+            influx_token(Some(&dir), Some("env".into())).unwrap(),
+            "secret"
+        );
         std::fs::remove_file(&dir).unwrap();
     }
 }

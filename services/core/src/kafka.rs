@@ -94,8 +94,9 @@ pub fn transactional_producer(
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        config.create().context("creating the transactional producer")?;
+    let producer: ThreadedProducer<DefaultProducerContext> = config
+        .create()
+        .context("creating the transactional producer")?;
     producer
         .init_transactions(INIT_TIMEOUT)
         .with_context(|| format!("init_transactions for transactional.id {transactional_id}"))?;
@@ -139,7 +140,18 @@ impl StageContext {
     }
 }
 
-impl ClientContext for StageContext {}
+impl ClientContext for StageContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            // The restore consumer asks for end-of-partition events; they
+            // are how it knows it is done, not errors.
+            KafkaError::PartitionEOF(_) => {}
+            // Broker outages are reported here and recovered from by
+            // librdkafka itself; the stage keeps going.
+            _ => tracing::warn!(%error, reason, "librdkafka"),
+        }
+    }
+}
 
 impl ConsumerContext for StageContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -184,6 +196,10 @@ pub fn read_committed_consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // A SIGKILLed predecessor holds its partitions until its session
+        // expires; keep that wait short so a restart resumes quickly.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
         // Eager: a revocation takes the whole assignment (see module docs).
         .set("partition.assignment.strategy", "range");
     for (key, value) in &kafka.properties {
@@ -215,7 +231,10 @@ pub fn topic_partitions<C: ConsumerContext>(
     if let Some(err) = topic_md.error() {
         anyhow::bail!("topic {topic}: {:?}", RDKafkaErrorCode::from(err));
     }
-    anyhow::ensure!(!topic_md.partitions().is_empty(), "topic {topic} has no partitions");
+    anyhow::ensure!(
+        !topic_md.partitions().is_empty(),
+        "topic {topic} has no partitions"
+    );
     Ok(topic_md.partitions().len())
 }
 
@@ -271,7 +290,8 @@ pub struct Batch {
 
 impl Batch {
     fn add(&mut self, msg: &BorrowedMessage<'_>) {
-        self.offsets.record(msg.topic(), msg.partition(), msg.offset());
+        self.offsets
+            .record(msg.topic(), msg.partition(), msg.offset());
         self.records += 1;
         if let Some(ts) = msg.timestamp().to_millis() {
             self.oldest_ms = Some(self.oldest_ms.map_or(ts, |o| o.min(ts)));
@@ -325,7 +345,12 @@ pub fn collect_batch(
             None => {}
             Some(Ok(msg)) => {
                 on_record(&msg).with_context(|| {
-                    format!("{}/{} offset {}", msg.topic(), msg.partition(), msg.offset())
+                    format!(
+                        "{}/{} offset {}",
+                        msg.topic(),
+                        msg.partition(),
+                        msg.offset()
+                    )
                 })?;
                 batch.add(&msg);
             }
@@ -351,7 +376,10 @@ pub struct Output {
 }
 
 /// Enqueues a record, waiting while the local queue is full.
-fn send(producer: &ThreadedProducer<DefaultProducerContext>, output: &Output) -> Result<(), KafkaError> {
+fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    output: &Output,
+) -> Result<(), KafkaError> {
     let mut record: BaseRecord<'_, [u8], [u8]> =
         BaseRecord::to(&output.topic).payload(output.payload.as_slice());
     if let Some(key) = &output.key {
@@ -394,7 +422,9 @@ pub fn commit_in_transaction(
         .context("send_offsets_to_transaction")?;
     notifier.watchdog();
     // Flushes every produced record first; fails if any of them failed.
-    producer.commit_transaction(TXN_TIMEOUT).context("commit_transaction")?;
+    producer
+        .commit_transaction(TXN_TIMEOUT)
+        .context("commit_transaction")?;
     Ok(())
 }
 
@@ -405,8 +435,12 @@ pub fn abort_and_rewind(
     producer: &ThreadedProducer<DefaultProducerContext>,
     consumer: &StageConsumer,
 ) -> anyhow::Result<()> {
-    producer.abort_transaction(TXN_TIMEOUT).context("abort_transaction")?;
-    let committed = consumer.committed(TXN_TIMEOUT).context("fetching committed offsets")?;
+    producer
+        .abort_transaction(TXN_TIMEOUT)
+        .context("abort_transaction")?;
+    let committed = consumer
+        .committed(TXN_TIMEOUT)
+        .context("fetching committed offsets")?;
     let mut seek = TopicPartitionList::with_capacity(committed.count());
     for elem in committed.elements() {
         // No committed offset yet: the group starts at the beginning
@@ -417,7 +451,9 @@ pub fn abort_and_rewind(
         };
         seek.add_partition_offset(elem.topic(), elem.partition(), offset)?;
     }
-    let result = consumer.seek_partitions(seek, TXN_TIMEOUT).context("seeking back")?;
+    let result = consumer
+        .seek_partitions(seek, TXN_TIMEOUT)
+        .context("seeking back")?;
     for elem in result.elements() {
         if let Err(err) = elem.error() {
             anyhow::bail!("seeking {}/{} back: {err}", elem.topic(), elem.partition());
@@ -452,7 +488,9 @@ pub fn read_to_end(
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
-    let consumer: BaseConsumer = config.create().context("creating the restore consumer")?;
+    let consumer: BaseConsumer<StageContext> = config
+        .create_with_context(StageContext::default())
+        .context("creating the restore consumer")?;
     let available = topic_partitions(&consumer, topic)?;
     for &p in partitions {
         anyhow::ensure!(
@@ -465,7 +503,9 @@ pub fn read_to_end(
     for &p in partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
-    consumer.assign(&tpl).context("assigning changelog partitions")?;
+    consumer
+        .assign(&tpl)
+        .context("assigning changelog partitions")?;
     let mut pending: std::collections::BTreeSet<i32> = partitions.iter().copied().collect();
     let mut records = 0;
     while !pending.is_empty() {
@@ -573,7 +613,8 @@ fn transactional_session(
     ready: &mut bool,
 ) -> anyhow::Result<()> {
     let producer = transactional_producer(kafka, &stage.name, &stage.transactional_id)?;
-    let consumer = read_committed_consumer(kafka, &stage.name, &stage.group_id, &stage.input_topic)?;
+    let consumer =
+        read_committed_consumer(kafka, &stage.name, &stage.group_id, &stage.input_topic)?;
     topic_partitions(&consumer, &stage.input_topic)?;
     tracing::info!(
         topic = stage.input_topic,
@@ -616,9 +657,9 @@ fn transactional_session(
             }
         };
         let started = Instant::now();
-        let result = transform
-            .end_batch(&mut outputs)
-            .and_then(|()| commit_in_transaction(&producer, &consumer, &outputs, &batch.offsets, notifier));
+        let result = transform.end_batch(&mut outputs).and_then(|()| {
+            commit_in_transaction(&producer, &consumer, &outputs, &batch.offsets, notifier)
+        });
         match result {
             Ok(()) => {
                 metrics::histogram!(m::BATCH_WRITE_SECONDS).record(started.elapsed().as_secs_f64());
@@ -627,7 +668,11 @@ fn transactional_session(
                     .increment(batch.records as u64);
                 batch.observe_latency();
                 transform.committed();
-                tracing::debug!(records = batch.records, outputs = outputs.len(), "batch committed");
+                tracing::debug!(
+                    records = batch.records,
+                    outputs = outputs.len(),
+                    "batch committed"
+                );
             }
             Err(err) => {
                 metrics::counter!(m::TRANSACTIONS, "outcome" => "aborted").increment(1);
@@ -685,7 +730,10 @@ mod tests {
         offsets.record("raw", 0, 7);
         offsets.record("raw", 0, 6);
         offsets.record("raw", 2, 0);
-        let got: Vec<_> = offsets.iter().map(|(t, p, o)| (t.to_string(), p, o)).collect();
+        let got: Vec<_> = offsets
+            .iter()
+            .map(|(t, p, o)| (t.to_string(), p, o))
+            .collect();
         assert_eq!(got, vec![("raw".into(), 0, 8), ("raw".into(), 2, 1)]);
         let tpl = offsets.to_list();
         assert_eq!(tpl.count(), 2);

@@ -57,10 +57,12 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets(SECONDS_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(BATCH_RECORDS.into()),
-            RECORD_BUCKETS,
-        ))
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(BATCH_RECORDS.into()),
+                RECORD_BUCKETS,
+            )
+        })
         .context("configuring the metrics exporter")?
         .install()
         .with_context(|| format!("cannot serve metrics on --metrics-addr {addr}"))?;
@@ -70,22 +72,36 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(RECORDS_IN, "Records consumed and processed, by source topic.");
-    describe_counter!(RECORDS_OUT, "Records produced or points written, by destination.");
+    describe_counter!(
+        RECORDS_IN,
+        "Records consumed and processed, by source topic."
+    );
+    describe_counter!(
+        RECORDS_OUT,
+        "Records produced or points written, by destination."
+    );
     describe_counter!(REJECTED, "Lines rejected by validation, by reason.");
     describe_counter!(SKIPPED, "Blank lines and header rows skipped.");
     describe_counter!(DUPLICATES, "Readings whose identity was already counted.");
     describe_counter!(DLQ, "Records written to the dead-letter topic.");
     describe_counter!(ERRORS, "Handled failures (retried or aborted), by kind.");
     describe_counter!(TRANSACTIONS, "Kafka transactions by outcome.");
-    describe_histogram!(BATCH_WRITE_SECONDS, Unit::Seconds, "Time to make one batch durable.");
+    describe_histogram!(
+        BATCH_WRITE_SECONDS,
+        Unit::Seconds,
+        "Time to make one batch durable."
+    );
     describe_histogram!(BATCH_RECORDS, Unit::Count, "Records per batch.");
     describe_histogram!(
         PROCESSING_SECONDS,
         Unit::Seconds,
         "Age of a batch's oldest record when the batch became durable."
     );
-    describe_histogram!(RESTORE_SECONDS, Unit::Seconds, "Time to restore state from the changelog.");
+    describe_histogram!(
+        RESTORE_SECONDS,
+        Unit::Seconds,
+        "Time to restore state from the changelog."
+    );
     describe_gauge!(STATE_KEYS, "(sensor, kind) states held by the processor.");
     describe_counter!(LINES_WRITTEN, "Lines written by the simulator.");
 }

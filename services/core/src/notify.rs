@@ -32,7 +32,11 @@ impl Notifier {
     pub fn from_env() -> Self {
         let usec = std::env::var("WATCHDOG_USEC").ok();
         let pid = std::env::var("WATCHDOG_PID").ok();
-        Self::new(watchdog_interval(usec.as_deref(), pid.as_deref(), std::process::id()))
+        Self::new(watchdog_interval(
+            usec.as_deref(),
+            pid.as_deref(),
+            std::process::id(),
+        ))
     }
 
     fn new(watchdog: Option<Duration>) -> Self {

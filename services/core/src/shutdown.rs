@@ -29,7 +29,10 @@ impl Shutdown {
                     _ = int.recv() => "SIGINT",
                 };
                 if round == 0 {
-                    tracing::info!(signal = name, "shutdown requested; finishing the batch in flight");
+                    tracing::info!(
+                        signal = name,
+                        "shutdown requested; finishing the batch in flight"
+                    );
                     let _ = tx.send(true);
                 } else {
                     tracing::warn!(signal = name, "second signal; exiting now");

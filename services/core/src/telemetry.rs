@@ -32,9 +32,8 @@ pub enum Sink {
 /// source so the operator knows which one to fix.
 pub fn filter(args: &LogArgs) -> anyhow::Result<EnvFilter> {
     match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => {
-            EnvFilter::try_new(&directives).with_context(|| format!("invalid RUST_LOG `{directives}`"))
-        }
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+            .with_context(|| format!("invalid RUST_LOG `{directives}`")),
         _ => EnvFilter::try_new(&args.log_level)
             .with_context(|| format!("invalid --log-level `{}`", args.log_level)),
     }
@@ -64,7 +63,9 @@ pub fn init(args: &LogArgs) -> anyhow::Result<Sink> {
         .try_init()
         .context("installing the log subscriber")?;
     if sink == Sink::StderrFallback {
-        tracing::warn!("JOURNAL_STREAM is set but the journal socket is unavailable; logging to stderr");
+        tracing::warn!(
+            "JOURNAL_STREAM is set but the journal socket is unavailable; logging to stderr"
+        );
     }
     Ok(sink)
 }

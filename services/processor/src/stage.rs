@@ -49,7 +49,8 @@ pub struct Dirty(BTreeMap<(u64, String), i32>);
 
 impl Dirty {
     pub fn mark(&mut self, reading: &Reading, partition: i32) {
-        self.0.insert((reading.sensor_id, reading.kind.clone()), partition);
+        self.0
+            .insert((reading.sensor_id, reading.kind.clone()), partition);
     }
 
     pub fn clear(&mut self) {
@@ -65,13 +66,17 @@ impl Dirty {
                 let state = table
                     .get(*sensor, kind)
                     .with_context(|| format!("dirty state {sensor}/{kind} missing"))?;
-                Ok(changelog_output(topic, state, partition)?)
+                changelog_output(topic, state, partition)
             })
             .collect()
     }
 }
 
-pub fn changelog_output(topic: &str, state: &SensorState, partition: i32) -> anyhow::Result<Output> {
+pub fn changelog_output(
+    topic: &str,
+    state: &SensorState,
+    partition: i32,
+) -> anyhow::Result<Output> {
     Ok(Output {
         topic: topic.to_string(),
         partition: Some(partition),
@@ -136,7 +141,14 @@ impl Process {
                 // Only a foreign producer could write this; keep it, don't stop.
                 self.pending.unreadable += 1;
                 tracing::warn!(topic, partition, offset, %err, "unreadable reading");
-                let record = DlqRecord::new(STAGE, format!("unreadable reading: {err}"), payload, topic, partition, offset);
+                let record = DlqRecord::new(
+                    STAGE,
+                    format!("unreadable reading: {err}"),
+                    payload,
+                    topic,
+                    partition,
+                    offset,
+                );
                 out.push(self.dlq(&record)?);
                 return Ok(());
             }
@@ -156,11 +168,23 @@ impl Process {
             }
             Applied::Duplicate => {
                 self.pending.duplicates += 1;
-                tracing::debug!(sensor = reading.sensor_id, topic, partition, offset, "duplicate reading");
+                tracing::debug!(
+                    sensor = reading.sensor_id,
+                    topic,
+                    partition,
+                    offset,
+                    "duplicate reading"
+                );
             }
             Applied::Late => {
                 self.pending.late += 1;
-                tracing::info!(sensor = reading.sensor_id, topic, partition, offset, "late reading to DLQ");
+                tracing::info!(
+                    sensor = reading.sensor_id,
+                    topic,
+                    partition,
+                    offset,
+                    "late reading to DLQ"
+                );
                 let reason = format!(
                     "late: older than the last {} event times of sensor {} {}; cannot rule out a duplicate",
                     self.dedup_window, reading.sensor_id, reading.kind
@@ -215,10 +239,15 @@ impl Process {
 
 /// Applies one changelog record: later records of a key replace earlier ones
 /// (what compaction would keep), a tombstone removes the key.
-pub fn restore_record(table: &mut StateTable, key: Option<&[u8]>, payload: Option<&[u8]>) -> anyhow::Result<()> {
+pub fn restore_record(
+    table: &mut StateTable,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+) -> anyhow::Result<()> {
     match payload {
         Some(payload) => {
-            let state: SensorState = serde_json::from_slice(payload).context("unreadable changelog record")?;
+            let state: SensorState =
+                serde_json::from_slice(payload).context("unreadable changelog record")?;
             table.insert_restored(state);
         }
         None => {
@@ -235,7 +264,13 @@ pub fn restore_record(table: &mut StateTable, key: Option<&[u8]>, payload: Optio
 
 impl Transform for Process {
     fn record(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<Output>) -> anyhow::Result<()> {
-        self.route(msg.payload().unwrap_or_default(), msg.topic(), msg.partition(), msg.offset(), out)
+        self.route(
+            msg.payload().unwrap_or_default(),
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            out,
+        )
     }
 
     fn end_batch(&mut self, out: &mut Vec<Output>) -> anyhow::Result<()> {
@@ -246,7 +281,8 @@ impl Transform for Process {
     fn committed(&mut self) {
         self.dirty.clear();
         let pending = std::mem::take(&mut self.pending);
-        metrics::counter!(m::RECORDS_OUT, "topic" => self.topics.stats.clone()).increment(pending.counted);
+        metrics::counter!(m::RECORDS_OUT, "topic" => self.topics.stats.clone())
+            .increment(pending.counted);
         metrics::counter!(m::DUPLICATES).increment(pending.duplicates);
         metrics::counter!(m::REJECTED, "reason" => "late").increment(pending.late);
         metrics::counter!(m::REJECTED, "reason" => "bad_reading").increment(pending.unreadable);
@@ -294,33 +330,67 @@ mod tests {
     fn changelog_written_once_per_dirty_key_to_the_readings_partition() {
         let mut p = process();
         let mut out = Vec::new();
-        p.route(&reading(1, 0, 80), "readings", 2, 10, &mut out).unwrap();
-        p.route(&reading(1, 1, 70), "readings", 2, 11, &mut out).unwrap();
-        p.route(&reading(3, 0, 60), "readings", 0, 5, &mut out).unwrap();
-        p.route(&reading(1, 1, 70), "readings", 2, 12, &mut out).unwrap(); // duplicate
+        p.route(&reading(1, 0, 80), "readings", 2, 10, &mut out)
+            .unwrap();
+        p.route(&reading(1, 1, 70), "readings", 2, 11, &mut out)
+            .unwrap();
+        p.route(&reading(3, 0, 60), "readings", 0, 5, &mut out)
+            .unwrap();
+        p.route(&reading(1, 1, 70), "readings", 2, 12, &mut out)
+            .unwrap(); // duplicate
         assert_eq!(out.len(), 3, "one stats record per counted reading");
-        assert!(out.iter().all(|o| o.topic == "stats" && o.partition.is_none()));
+        assert!(out
+            .iter()
+            .all(|o| o.topic == "stats" && o.partition.is_none()));
         assert_eq!(out[0].key.as_deref(), Some(&b"1"[..]));
         let last: StatsRecord = serde_json::from_slice(&out[1].payload).unwrap();
-        assert_eq!((last.stats.count, last.stats.min, last.stats.max), (2, 70, 80));
+        assert_eq!(
+            (last.stats.count, last.stats.min, last.stats.max),
+            (2, 70, 80)
+        );
 
         let mut changelog = Vec::new();
         p.end_batch(&mut changelog).unwrap();
         let keys: Vec<_> = changelog
             .iter()
-            .map(|o| (String::from_utf8(o.key.clone().unwrap()).unwrap(), o.partition))
+            .map(|o| {
+                (
+                    String::from_utf8(o.key.clone().unwrap()).unwrap(),
+                    o.partition,
+                )
+            })
             .collect();
-        assert_eq!(keys, vec![("1/heart_rate".into(), Some(2)), ("3/heart_rate".into(), Some(0))]);
+        assert_eq!(
+            keys,
+            vec![
+                ("1/heart_rate".into(), Some(2)),
+                ("3/heart_rate".into(), Some(0))
+            ]
+        );
         assert!(changelog.iter().all(|o| o.topic == "state"));
-        assert_eq!(p.pending, Pending { counted: 3, duplicates: 1, late: 0, unreadable: 0 });
+        assert_eq!(
+            p.pending,
+            Pending {
+                counted: 3,
+                duplicates: 1,
+                late: 0,
+                unreadable: 0
+            }
+        );
 
         // The changelog, replayed into a fresh table, gives the same state.
         let mut restored = StateTable::new(4);
         for o in &changelog {
             restore_record(&mut restored, o.key.as_deref(), Some(&o.payload)).unwrap();
         }
-        assert_eq!(restored.get(1, "heart_rate"), p.table().get(1, "heart_rate"));
-        assert_eq!(restored.get(3, "heart_rate"), p.table().get(3, "heart_rate"));
+        assert_eq!(
+            restored.get(1, "heart_rate"),
+            p.table().get(1, "heart_rate")
+        );
+        assert_eq!(
+            restored.get(3, "heart_rate"),
+            p.table().get(3, "heart_rate")
+        );
         p.committed();
         let mut again = Vec::new();
         p.end_batch(&mut again).unwrap();
@@ -332,10 +402,12 @@ mod tests {
         let mut p = process();
         let mut out = Vec::new();
         for s in 10..14 {
-            p.route(&reading(1, s, 70), "readings", 0, s as i64, &mut out).unwrap();
+            p.route(&reading(1, s, 70), "readings", 0, s as i64, &mut out)
+                .unwrap();
         }
         out.clear();
-        p.route(&reading(1, 1, 70), "readings", 0, 99, &mut out).unwrap();
+        p.route(&reading(1, 1, 70), "readings", 0, 99, &mut out)
+            .unwrap();
         p.route(b"{not json", "readings", 0, 100, &mut out).unwrap();
         let records: Vec<DlqRecord> = out
             .iter()
@@ -344,7 +416,9 @@ mod tests {
         assert_eq!(records.len(), 2);
         assert!(records[0].reason.starts_with("late:") && records[0].offset == 99);
         assert!(records[1].reason.starts_with("unreadable reading") && records[1].offset == 100);
-        assert!(records.iter().all(|r| r.stage == "processor" && r.topic == "readings"));
+        assert!(records
+            .iter()
+            .all(|r| r.stage == "processor" && r.topic == "readings"));
         assert!(out.iter().all(|o| o.topic == "dlq"));
         assert_eq!((p.pending.late, p.pending.unreadable), (1, 1));
     }
@@ -354,10 +428,16 @@ mod tests {
         let mut table = StateTable::new(4);
         let mut p = process();
         let mut out = Vec::new();
-        p.route(&reading(5, 0, 80), "readings", 1, 0, &mut out).unwrap();
+        p.route(&reading(5, 0, 80), "readings", 1, 0, &mut out)
+            .unwrap();
         let mut changelog = Vec::new();
         p.end_batch(&mut changelog).unwrap();
-        restore_record(&mut table, changelog[0].key.as_deref(), Some(&changelog[0].payload)).unwrap();
+        restore_record(
+            &mut table,
+            changelog[0].key.as_deref(),
+            Some(&changelog[0].payload),
+        )
+        .unwrap();
         assert_eq!(table.len(), 1);
         restore_record(&mut table, Some(b"5/heart_rate"), None).unwrap();
         assert!(table.is_empty());

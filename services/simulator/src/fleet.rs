@@ -73,7 +73,11 @@ impl Fleet {
             };
             let step = (target - watch.rate) * 0.08 + self.rng.gen_range(-1.5..=1.5);
             watch.rate = (watch.rate + step).clamp(MIN_BPM, MAX_BPM);
-            out.push(format!("{},heart_rate,{stamp},{}\n", watch.id, watch.rate.round() as i64));
+            out.push(format!(
+                "{},heart_rate,{stamp},{}\n",
+                watch.id,
+                watch.rate.round() as i64
+            ));
         }
     }
 }
@@ -105,7 +109,10 @@ mod tests {
         let parser = Parser::new(vec![KindRule::new("heart_rate", 30, 250)]);
         let lines = run(1, 3000);
         assert_eq!(lines.len(), 30_000);
-        assert_eq!(lines[0].split(',').nth(2).unwrap(), "2024-06-19 13:58:37.000000");
+        assert_eq!(
+            lines[0].split(',').nth(2).unwrap(),
+            "2024-06-19 13:58:37.000000"
+        );
         let mut max_seen = 0;
         for line in &lines {
             let reading = parser.parse(line.trim_end().as_bytes()).unwrap().unwrap();

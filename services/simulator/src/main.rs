@@ -106,7 +106,9 @@ fn parse_sensors(value: &str) -> Result<u32, String> {
 fn parse_rate(value: &str) -> Result<f64, String> {
     match value.trim().parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 && r <= 1_000_000.0 => Ok(r),
-        _ => Err(format!("`{value}` is not a rate between 0 (exclusive) and 1000000 per second")),
+        _ => Err(format!(
+            "`{value}` is not a rate between 0 (exclusive) and 1000000 per second"
+        )),
     }
 }
 
@@ -122,7 +124,7 @@ fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {
 /// Where the lines come from.
 enum Source {
     Fleet {
-        fleet: fleet::Fleet,
+        fleet: Box<fleet::Fleet>,
         start: Option<DateTime<Utc>>,
         period: Duration,
         tick: u64,
@@ -137,7 +139,12 @@ impl Source {
     /// The next batch of lines (empty at the end of a replay).
     async fn next(&mut self, out: &mut Vec<String>) -> anyhow::Result<()> {
         match self {
-            Source::Fleet { fleet, start, period, tick } => {
+            Source::Fleet {
+                fleet,
+                start,
+                period,
+                tick,
+            } => {
                 let time = match start {
                     Some(start) => *start + chrono::Duration::from_std(*period * (*tick as u32))?,
                     None => Utc::now(),
@@ -172,31 +179,58 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot read --replay {}", path.display()))?;
             // Batches of ~0.1 s worth of lines keep pacing smooth.
-            let per_batch = if args.fast { 1000 } else { (args.rate / 10.0).ceil().max(1.0) as usize };
+            let per_batch = if args.fast {
+                1000
+            } else {
+                (args.rate / 10.0).ceil().max(1.0) as usize
+            };
             let interval = Duration::from_secs_f64(per_batch as f64 / args.rate);
             let lines = tokio::io::BufReader::new(file).lines();
             (Source::Replay { lines, per_batch }, interval)
         }
         None => {
             let seed = args.seed.unwrap_or_else(rand::random);
-            tracing::info!(seed, sensors = args.sensors, rate_per_sensor = args.rate_per_sensor, "simulating");
+            tracing::info!(
+                seed,
+                sensors = args.sensors,
+                rate_per_sensor = args.rate_per_sensor,
+                "simulating"
+            );
             let period = Duration::from_secs_f64(1.0 / args.rate_per_sensor);
-            let fleet = fleet::Fleet::new(args.sensors, seed);
-            (Source::Fleet { fleet, start: args.start_time, period, tick: 0 }, period)
+            let fleet = Box::new(fleet::Fleet::new(args.sensors, seed));
+            (
+                Source::Fleet {
+                    fleet,
+                    start: args.start_time,
+                    period,
+                    tick: 0,
+                },
+                period,
+            )
         }
     };
 
     let mut sink = if args.kafka {
-        let producer = pulsewire_core::kafka::idempotent_producer(&args.kafka_args, "pulsewire-simulator")?;
+        let producer =
+            pulsewire_core::kafka::idempotent_producer(&args.kafka_args, "pulsewire-simulator")?;
         // Readiness for --kafka: the brokers answer for the raw topic.
         let metadata: rdkafka::consumer::BaseConsumer =
             pulsewire_core::kafka::base_config(&args.kafka_args, "pulsewire-simulator").create()?;
-        tokio::task::block_in_place(|| pulsewire_core::kafka::topic_partitions(&metadata, &args.raw_topic))?;
-        sink::Sink::Kafka { producer, topic: args.raw_topic.clone() }
+        tokio::task::block_in_place(|| {
+            pulsewire_core::kafka::topic_partitions(&metadata, &args.raw_topic)
+        })?;
+        sink::Sink::Kafka {
+            producer,
+            topic: args.raw_topic.clone(),
+        }
     } else {
         sink::Sink::file(&args.output, args.max_file_bytes).await?
     };
-    let target = if args.kafka { args.raw_topic.clone() } else { args.output.display().to_string() };
+    let target = if args.kafka {
+        args.raw_topic.clone()
+    } else {
+        args.output.display().to_string()
+    };
     notifier.ready(&format!("writing to {target}"));
 
     let mut ticker = tokio::time::interval(interval);

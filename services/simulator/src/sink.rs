@@ -60,7 +60,11 @@ impl Sink {
             .open(path)
             .await
             .with_context(|| format!("cannot open --output {} for appending", path.display()))?;
-        let size = file.metadata().await.with_context(|| format!("stat {}", path.display()))?.len();
+        let size = file
+            .metadata()
+            .await
+            .with_context(|| format!("stat {}", path.display()))?
+            .len();
         Ok(Self::File {
             file: tokio::io::BufWriter::with_capacity(256 * 1024, file),
             path: path.to_path_buf(),
@@ -73,25 +77,41 @@ impl Sink {
     /// reader: flushed to the file, or acknowledged by the brokers.
     pub async fn write_batch(&mut self, lines: &[String]) -> anyhow::Result<()> {
         match self {
-            Self::File { file, path, size, max } => {
+            Self::File {
+                file,
+                path,
+                size,
+                max,
+            } => {
                 let bytes: u64 = lines.iter().map(|l| l.len() as u64).sum();
                 if would_pass(*size, bytes, *max) {
-                    return Err(Full { path: path.clone(), size: *size, more: bytes, max: *max }.into());
+                    return Err(Full {
+                        path: path.clone(),
+                        size: *size,
+                        more: bytes,
+                        max: *max,
+                    }
+                    .into());
                 }
                 for line in lines {
                     file.write_all(line.as_bytes()).await?;
                 }
-                file.flush().await.with_context(|| format!("writing {}", path.display()))?;
+                file.flush()
+                    .await
+                    .with_context(|| format!("writing {}", path.display()))?;
                 *size += bytes;
                 Ok(())
             }
             Self::Kafka { producer, topic } => {
                 let sends = lines.iter().map(|line| {
-                    let record = FutureRecord::<(), _>::to(topic.as_str()).payload(line.trim_end_matches('\n'));
+                    let record = FutureRecord::<(), _>::to(topic.as_str())
+                        .payload(line.trim_end_matches('\n'));
                     producer.send(record, Duration::from_secs(30))
                 });
                 for result in futures::future::join_all(sends).await {
-                    result.map_err(|(err, _)| err).context("producing to the raw topic")?;
+                    result
+                        .map_err(|(err, _)| err)
+                        .context("producing to the raw topic")?;
                 }
                 Ok(())
             }
@@ -124,7 +144,11 @@ mod tests {
         sink.write_batch(&["abc\n".into()]).await.unwrap();
         let err = sink.write_batch(&["defgh\n".into()]).await.unwrap_err();
         assert!(err.to_string().contains("--max-file-bytes 12"), "{err}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\nabc\n", "appended, never truncated");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "old\nabc\n",
+            "appended, never truncated"
+        );
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -88,14 +88,21 @@ impl Sink for Influx {
         match tokio::time::timeout(self.timeout, write).await {
             Ok(Ok(())) => None,
             Ok(Err(err)) => classify_error(err),
-            Err(_) => Some(Failure::Transient(format!("no answer within {:?}", self.timeout))),
+            Err(_) => Some(Failure::Transient(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
         }
     }
 }
 
 /// Writes `points`, retrying transient failures. `Err` carries the
 /// server's message when it refused the data.
-async fn write_retrying(sink: &impl Sink, points: &[DataPoint], retry: &Retry) -> Result<(), String> {
+async fn write_retrying(
+    sink: &impl Sink,
+    points: &[DataPoint],
+    retry: &Retry,
+) -> Result<(), String> {
     let op = || async {
         match sink.write(points.to_vec()).await {
             None => Ok(()),
@@ -105,7 +112,11 @@ async fn write_retrying(sink: &impl Sink, points: &[DataPoint], retry: &Retry) -
     };
     let notify = |msg: String, wait: Duration| {
         metrics::counter!(pulsewire_core::metrics::ERRORS, "kind" => "influx_write").increment(1);
-        tracing::warn!(error = msg, retry_in_ms = wait.as_millis() as u64, "InfluxDB write failed; retrying");
+        tracing::warn!(
+            error = msg,
+            retry_in_ms = wait.as_millis() as u64,
+            "InfluxDB write failed; retrying"
+        );
     };
     backoff::future::retry_notify(retry.backoff(), op, notify).await
 }
@@ -113,9 +124,14 @@ async fn write_retrying(sink: &impl Sink, points: &[DataPoint], retry: &Retry) -
 /// Writes all points; returns the indexes of the points the server refused,
 /// each with its message. Returns only when every point is written or
 /// refused (transient failures are retried without end).
-pub async fn write_all(sink: &impl Sink, points: &[DataPoint], retry: &Retry) -> Vec<(usize, String)> {
+pub async fn write_all(
+    sink: &impl Sink,
+    points: &[DataPoint],
+    retry: &Retry,
+) -> Vec<(usize, String)> {
     let mut refused = Vec::new();
-    let mut pending: Vec<Range<usize>> = vec![0..points.len()];
+    let mut pending: Vec<Range<usize>> = Vec::new();
+    pending.push(0..points.len());
     while let Some(range) = pending.pop() {
         if range.is_empty() {
             continue;
@@ -146,14 +162,19 @@ mod tests {
         assert_eq!(classify(204, ""), None);
         assert_eq!(classify(200, ""), None);
         for s in [500, 502, 503, 504, 429, 401, 403, 404] {
-            assert!(matches!(classify(s, "x"), Some(Failure::Transient(_))), "{s}");
+            assert!(
+                matches!(classify(s, "x"), Some(Failure::Transient(_))),
+                "{s}"
+            );
         }
         for s in [400, 413, 422] {
             assert!(matches!(classify(s, "x"), Some(Failure::Refused(_))), "{s}");
         }
         assert_eq!(
             classify(400, "unable to parse 'x': bad timestamp\n"),
-            Some(Failure::Refused("HTTP 400: unable to parse 'x': bad timestamp".into()))
+            Some(Failure::Refused(
+                "HTTP 400: unable to parse 'x': bad timestamp".into()
+            ))
         );
     }
 
@@ -209,7 +230,11 @@ mod tests {
 
     #[tokio::test]
     async fn transient_failures_are_retried_then_written() {
-        let fake = Fake { flaky: Mutex::new(3), accepted: Mutex::default(), calls: Mutex::default() };
+        let fake = Fake {
+            flaky: Mutex::new(3),
+            accepted: Mutex::default(),
+            calls: Mutex::default(),
+        };
         let refused = write_all(&fake, &points(&[1, 2, 3]), &RETRY).await;
         assert!(refused.is_empty());
         assert_eq!(*fake.accepted.lock().unwrap(), vec![1, 2, 3]);
@@ -218,9 +243,16 @@ mod tests {
 
     #[tokio::test]
     async fn refused_points_are_isolated_and_the_rest_written() {
-        let fake = Fake { flaky: Mutex::new(0), accepted: Mutex::default(), calls: Mutex::default() };
+        let fake = Fake {
+            flaky: Mutex::new(0),
+            accepted: Mutex::default(),
+            calls: Mutex::default(),
+        };
         let refused = write_all(&fake, &points(&[1, 999, 3, 4, 5, 999, 7]), &RETRY).await;
-        assert_eq!(refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 5]);
+        assert_eq!(
+            refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![1, 5]
+        );
         assert!(refused.iter().all(|(_, m)| m == "HTTP 400: bad point"));
         let mut accepted = fake.accepted.lock().unwrap().clone();
         accepted.sort();

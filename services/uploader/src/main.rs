@@ -164,13 +164,23 @@ mod tests {
 
     #[test]
     fn url_validation_and_flag_errors() {
-        assert_eq!(parse_url("http://127.0.0.1:8086/").unwrap(), "http://127.0.0.1:8086");
+        assert_eq!(
+            parse_url("http://127.0.0.1:8086/").unwrap(),
+            "http://127.0.0.1:8086"
+        );
         assert!(parse_url("127.0.0.1:8086").is_err());
         assert!(parse_url("http:///x").is_err());
-        let err = Args::try_parse_from(["u", "--influx-url", "localhost"]).unwrap_err().to_string();
+        let err = Args::try_parse_from(["u", "--influx-url", "localhost"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--influx-url"), "{err}");
-        let err = Args::try_parse_from(["u", "--batch-size", "0"]).unwrap_err().to_string();
-        assert!(err.contains("--batch-size") && err.contains("at least 1"), "{err}");
+        let err = Args::try_parse_from(["u", "--batch-size", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--batch-size") && err.contains("at least 1"),
+            "{err}"
+        );
         let args = Args::try_parse_from(["u"]).unwrap();
         assert_eq!(args.batch_size, 5000);
         assert_eq!(args.metrics_addr.to_string(), "127.0.0.1:9303");

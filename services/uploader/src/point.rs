@@ -32,7 +32,8 @@ pub fn line_protocol(points: &[DataPoint]) -> String {
     use influxdb2::models::WriteDataPoint as _;
     let mut buf = Vec::new();
     for p in points {
-        p.write_data_point_to(&mut buf).expect("writing to a Vec cannot fail");
+        p.write_data_point_to(&mut buf)
+            .expect("writing to a Vec cannot fail");
     }
     String::from_utf8(buf).expect("line protocol of UTF-8 strings is UTF-8")
 }

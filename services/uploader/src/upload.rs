@@ -46,7 +46,12 @@ struct Item {
 }
 
 /// Runs until shutdown; rebuilds the Kafka clients after errors.
-pub async fn run(settings: &Settings, influx: &Influx, mut shutdown: Shutdown, notifier: Arc<Notifier>) -> anyhow::Result<()> {
+pub async fn run(
+    settings: &Settings,
+    influx: &Influx,
+    mut shutdown: Shutdown,
+    notifier: Arc<Notifier>,
+) -> anyhow::Result<()> {
     use backoff::backoff::Backoff as _;
     let mut pause = backoff::ExponentialBackoff {
         initial_interval: Duration::from_millis(500),
@@ -65,7 +70,11 @@ pub async fn run(settings: &Settings, influx: &Influx, mut shutdown: Shutdown, n
             Err(err) => {
                 metrics::counter!(m::ERRORS, "kind" => "session").increment(1);
                 let wait = pause.next_backoff().unwrap_or(Duration::from_secs(30));
-                tracing::error!(error = format!("{err:#}"), retry_in_ms = wait.as_millis() as u64, "Kafka session failed; rebuilding clients");
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "Kafka session failed; rebuilding clients"
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.recv() => break,
@@ -84,10 +93,19 @@ async fn session(
     notifier: &Notifier,
     ready: &mut bool,
 ) -> anyhow::Result<()> {
-    let consumer = kafka::read_committed_consumer(&settings.kafka, "pulsewire-uploader", &settings.group_id, &settings.stats_topic)?;
+    let consumer = kafka::read_committed_consumer(
+        &settings.kafka,
+        "pulsewire-uploader",
+        &settings.group_id,
+        &settings.stats_topic,
+    )?;
     let dlq: FutureProducer = kafka::idempotent_producer(&settings.kafka, "pulsewire-uploader")?;
     tokio::task::block_in_place(|| kafka::topic_partitions(&consumer, &settings.stats_topic))?;
-    tracing::info!(topic = settings.stats_topic, group = settings.group_id, "connected; waiting for partitions");
+    tracing::info!(
+        topic = settings.stats_topic,
+        group = settings.group_id,
+        "connected; waiting for partitions"
+    );
     let mut shutdown_rx = shutdown.clone();
     while !shutdown.is_shutdown() {
         notifier.watchdog();
@@ -148,32 +166,57 @@ async fn session(
         };
         metrics::histogram!(m::BATCH_WRITE_SECONDS).record(started.elapsed().as_secs_f64());
         let written = points.len() - refused.len();
-        dead.extend(refused.into_iter().map(|(pi, msg)| (point_items[pi], format!("InfluxDB refused the point: {msg}"))));
+        dead.extend(refused.into_iter().map(|(pi, msg)| {
+            (
+                point_items[pi],
+                format!("InfluxDB refused the point: {msg}"),
+            )
+        }));
 
         // Refused points must be safe in the DLQ before their offsets move.
         let deliveries = dead.iter().map(|(i, reason)| {
             let item = &items[*i];
-            tracing::warn!(topic = item.topic, partition = item.partition, offset = item.offset, reason, "to DLQ");
-            let record = DlqRecord::new(STAGE, reason.clone(), &item.payload, &item.topic, item.partition, item.offset);
+            tracing::warn!(
+                topic = item.topic,
+                partition = item.partition,
+                offset = item.offset,
+                reason,
+                "to DLQ"
+            );
+            let record = DlqRecord::new(
+                STAGE,
+                reason.clone(),
+                &item.payload,
+                &item.topic,
+                item.partition,
+                item.offset,
+            );
             let payload = serde_json::to_vec(&record).expect("a DLQ record serialises");
             let dlq = &dlq;
             async move {
-                dlq.send(FutureRecord::<(), _>::to(&settings.dlq_topic).payload(&payload), Duration::from_secs(30))
-                    .await
-                    .map(|_| ())
-                    .map_err(|(err, _)| err)
+                dlq.send(
+                    FutureRecord::<(), _>::to(&settings.dlq_topic).payload(&payload),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|(err, _)| err)
             }
         });
         for result in futures::future::join_all(deliveries).await {
             result.context("producing to the DLQ")?;
         }
 
-        let commit = tokio::task::block_in_place(|| consumer.commit(&batch.offsets.to_list(), CommitMode::Sync));
-        metrics::counter!(m::RECORDS_IN, "topic" => settings.stats_topic.clone()).increment(batch.records as u64);
+        let commit = tokio::task::block_in_place(|| {
+            consumer.commit(&batch.offsets.to_list(), CommitMode::Sync)
+        });
+        metrics::counter!(m::RECORDS_IN, "topic" => settings.stats_topic.clone())
+            .increment(batch.records as u64);
         metrics::counter!(m::RECORDS_OUT, "topic" => "influxdb").increment(written as u64);
         if !dead.is_empty() {
             metrics::counter!(m::DLQ).increment(dead.len() as u64);
-            metrics::counter!(m::REJECTED, "reason" => "influx_refused").increment(dead.len() as u64);
+            metrics::counter!(m::REJECTED, "reason" => "influx_refused")
+                .increment(dead.len() as u64);
         }
         match commit {
             Ok(()) => batch.observe_latency(),
@@ -184,10 +227,14 @@ async fn session(
                 tracing::warn!(%err, "offset commit failed; the batch will be written again");
             }
         }
-        tracing::debug!(records = batch.records, written, dlq = dead.len(), "batch uploaded");
+        tracing::debug!(
+            records = batch.records,
+            written,
+            dlq = dead.len(),
+            "batch uploaded"
+        );
     }
     tracing::info!("last batch committed; leaving the group");
     consumer.unsubscribe();
     Ok(())
 }
-
