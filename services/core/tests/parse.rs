@@ -368,3 +368,46 @@ fn reading_json_round_trips() {
     );
     assert_eq!(serde_json::from_str::<Reading>(&json).unwrap(), r);
 }
+
+mod never_panics {
+    //! The fuzz target's property, on stable and in every test run: whatever
+    //! the bytes, `parse` answers; and what it accepts is valid.
+
+    use proptest::prelude::*;
+
+    fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
+        if let Ok(Some(r)) = super::common::parser().parse(bytes) {
+            prop_assert!(r.sensor_id > 0);
+            prop_assert!((30..=250).contains(&r.value));
+            prop_assert_eq!(r.time, chrono::DateTime::from_timestamp_nanos(r.time_ns()));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1100)) {
+            check(&bytes)?;
+        }
+
+        #[test]
+        fn on_line_shaped_text(
+            line in r#"[ "{}\\r\n]{0,2}[0-9+-]{0,4},(heart_rate|x|),[0-9T:. Z+-]{0,40},[0-9+.-]{0,5}[ "\r\n]{0,2}"#
+        ) {
+            check(line.as_bytes())?;
+        }
+
+        #[test]
+        fn on_mutated_seed_lines(
+            pos in 0_usize..45,
+            byte in any::<u8>(),
+            cut in 0_usize..46,
+        ) {
+            let mut line = b"1,heart_rate,2024-06-19 13:58:37.074766,80".to_vec();
+            let pos = pos % line.len();
+            line[pos] = byte;
+            line.truncate(cut.min(line.len()));
+            check(&line)?;
+        }
+    }
+}
