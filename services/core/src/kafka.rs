@@ -145,7 +145,7 @@ impl ClientContext for StageContext {
         match error {
             // The restore consumer asks for end-of-partition events; they
             // are how it knows it is done, not errors.
-            KafkaError::PartitionEOF(_) => {}
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {}
             // Broker outages are reported here and recovered from by
             // librdkafka itself; the stage keeps going.
             _ => tracing::warn!(%error, reason, "librdkafka"),
