@@ -339,6 +339,27 @@ pub fn collect_batch(
         let wait = (deadline - now).min(Duration::from_millis(100));
         let polled = consumer.poll(wait);
         if consumer.context().generation() != generation {
+            // The poll that ran the rebalance may also have returned the
+            // first record of the new assignment. It is not handled (the
+            // stage must reset first), so put the position back on it, or
+            // the next batch would commit past a record nobody processed.
+            if let Some(Ok(msg)) = &polled {
+                consumer
+                    .seek(
+                        msg.topic(),
+                        msg.partition(),
+                        Offset::Offset(msg.offset()),
+                        TXN_TIMEOUT,
+                    )
+                    .with_context(|| {
+                        format!(
+                            "seeking {}/{} back to {}",
+                            msg.topic(),
+                            msg.partition(),
+                            msg.offset()
+                        )
+                    })?;
+            }
             return Ok(Collected::Rebalanced);
         }
         match polled {
