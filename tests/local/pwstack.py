@@ -543,9 +543,13 @@ def start_connect(dist: KafkaDist, wait: bool = True) -> None:
     start("connect", java_cmd(dist, PIPELINE["connect"]["heap"],
                               "org.apache.kafka.connect.cli.ConnectDistributed", str(props)))
     if wait:
-        wait_for("Kafka Connect's REST API", lambda: http("GET", connect_url("/connectors"))[0] == 200,
-                 180, component="connect", interval=1)
-        register_connector()
+        wait_connect()
+
+
+def wait_connect() -> None:
+    wait_for("Kafka Connect's REST API", lambda: http("GET", connect_url("/connectors"))[0] == 200,
+             180, component="connect", interval=1)
+    register_connector()
 
 
 def register_connector(config: dict | None = None, name: str | None = None, timeout: float = 120) -> None:
@@ -580,10 +584,21 @@ def connector_running(name: str) -> bool:
 
 
 def create_topics(dist: KafkaDist) -> None:
+    """`kafka-topics --create --if-not-exists` with the renderer's arguments, one JVM per
+    topic, all at once."""
     r = render()
+    procs = []
     for args in r["topicCreateArgs"]:
-        kafka_tool(dist, "org.apache.kafka.tools.TopicCommand", "--bootstrap-server",
-                   r["bootstrapServers"], *args)
+        cmd = java_cmd(dist, "256m", "org.apache.kafka.tools.TopicCommand", "--bootstrap-server",
+                       r["bootstrapServers"], *args, opts=("-XX:TieredStopAtLevel=1",), tool=True)
+        procs.append((args, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    errors = []
+    for args, proc in procs:
+        out, err = proc.communicate(timeout=180)
+        if proc.returncode != 0:
+            errors.append(f"TopicCommand {' '.join(args)}:\n{err.strip()[-2000:]}")
+    if errors:
+        raise StackError("creating topics failed:\n" + "\n".join(errors))
 
 
 # --------------------------------------------------------------------------------------
@@ -670,10 +685,14 @@ def start_service(stage: str, wait: bool = True, extra_env: dict | None = None) 
     env.update(extra_env or {})
     pid = start(stage, service_argv(stage), env=env)
     if wait:
-        port = metrics_port(stage)
-        wait_for(f"{stage} to serve /metrics on :{port}",
-                 lambda: http("GET", f"http://127.0.0.1:{port}/metrics")[0] == 200, 60, component=stage)
+        wait_service(stage)
     return pid
+
+
+def wait_service(stage: str) -> None:
+    port = metrics_port(stage)
+    wait_for(f"{stage} to serve /metrics on :{port}",
+             lambda: http("GET", f"http://127.0.0.1:{port}/metrics")[0] == 200, 60, component=stage)
 
 
 # --------------------------------------------------------------------------------------
@@ -707,14 +726,19 @@ def up(services: bool = True, build: bool = True) -> None:
         start_store(wait=False)
         for n in broker_names():
             wait_broker(n, since[n])
-        log("3 brokers up; creating topics")
+        # Connect takes longest to start: it only needs the brokers, so start it now and
+        # register the connector once the topics and services are there.
+        start_connect(dist, wait=False)
+        log(f"{len(since)} brokers up; creating topics")
         create_topics(dist)
         start_store_wait()
         if services:
             for stage in SERVICES:
-                start_service(stage)
+                start_service(stage, wait=False)
+            for stage in SERVICES:
+                wait_service(stage)
             log("services up: " + ", ".join(SERVICES))
-        start_connect(dist)
+        wait_connect()
     except BaseException:
         log("start-up failed; stopping what was started")
         down()
