@@ -45,8 +45,9 @@ use crate::shutdown::Shutdown;
 /// Kept well under half of a sensible `WatchdogSec` (30 s or more).
 pub const TXN_TIMEOUT: Duration = Duration::from_secs(10);
 /// `init_transactions` may have to wait for a predecessor's transaction to
-/// be aborted by the coordinator; give it longer.
-const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// be aborted. A timeout is retried by rebuilding the session, which keeps
+/// pinging the watchdog in between, so this stays as short as the others.
+const INIT_TIMEOUT: Duration = TXN_TIMEOUT;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings every client shares: brokers, a client id that names the stage
@@ -601,11 +602,18 @@ pub fn run_transactional(
     };
     let mut ready = false;
     loop {
-        match transactional_session(kafka, stage, transform, shutdown, notifier, &mut ready) {
-            Ok(()) => return Ok(()),
+        let started = Instant::now();
+        let result = transactional_session(kafka, stage, transform, shutdown, notifier, &mut ready);
+        if started.elapsed() > Duration::from_secs(60) {
+            // A session that ran for a while was healthy: start the pauses
+            // between rebuilds from the beginning again.
+            pause.reset();
+        }
+        match result {
+            Ok(()) => break,
             Err(err) if shutdown.is_shutdown() => {
                 tracing::info!(error = format!("{err:#}"), "stopped during shutdown");
-                return Ok(());
+                break;
             }
             Err(err) => {
                 metrics::counter!(m::ERRORS, "kind" => "session").increment(1);
@@ -623,6 +631,8 @@ pub fn run_transactional(
             }
         }
     }
+    notifier.stopping();
+    Ok(())
 }
 
 fn transactional_session(
@@ -708,7 +718,6 @@ fn transactional_session(
             }
         }
     }
-    notifier.stopping();
     tracing::info!("last batch committed; leaving the group");
     consumer.unsubscribe();
     Ok(())

@@ -61,7 +61,12 @@ pub async fn run(
     };
     let mut ready = false;
     loop {
-        match session(settings, influx, &shutdown, &notifier, &mut ready).await {
+        let started = Instant::now();
+        let result = session(settings, influx, &shutdown, &notifier, &mut ready).await;
+        if started.elapsed() > Duration::from_secs(60) {
+            pause.reset();
+        }
+        match result {
             Ok(()) => break,
             Err(err) if shutdown.is_shutdown() => {
                 tracing::info!(error = format!("{err:#}"), "stopped during shutdown");
