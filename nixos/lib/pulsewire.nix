@@ -117,7 +117,9 @@ rec {
       configs = {
         "min.insync.replicas" = toString (min t.min_insync_replicas (min t.replication_factor brokerCount));
         "cleanup.policy" = t.cleanup_policy;
-      };
+      }
+      # Any further topic-level Kafka settings the table spells out.
+      // (t.configs or { });
     }
   ) (builtins.attrNames pipeline.topics);
 

@@ -106,6 +106,9 @@ h.run [
   (check "processor state topic is compacted" (
     (topicNamed p.pipeline.topics.processor_state.name).configs."cleanup.policy" == "compact"
   ))
+  (check "processor state topic rolls segments hourly so compaction runs" (
+    (topicNamed p.pipeline.topics.processor_state.name).configs."segment.ms" == "3600000"
+  ))
   (check "data topics use delete cleanup" (
     h.all (
       map (k: (topicNamed p.pipeline.topics.${k}.name).configs."cleanup.policy" == "delete") [
