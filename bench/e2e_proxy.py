@@ -45,6 +45,20 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
+    def _body(self) -> bytes:
+        # The influxdb2 crate streams its body: Transfer-Encoding: chunked, no Content-Length.
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()  # CRLF after each chunk
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
     def _forward(self, body: bytes | None):
         req = urllib.request.Request(UPSTREAM + self.path, data=body, method=self.command)
         for h in ("Content-Type", "Content-Encoding", "Authorization"):
@@ -69,7 +83,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         global points_total, requests_total, latest
         t_recv = time.time()
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self._body()
         status, data, ctype = self._forward(body)
         t_ack = time.time()
         if self.path.startswith("/api/v2/write") and 200 <= status < 300:

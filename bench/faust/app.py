@@ -37,6 +37,8 @@ app = faust.App(
     producer_acks=-1,
     consumer_auto_offset_reset="earliest",
     web_enabled=False,
+    # Faust keeps its table/recovery bookkeeping here; keep it out of the work tree.
+    datadir=os.environ.get("BENCH_FAUST_DATADIR", f"/tmp/bench-faust/{APP_ID}-data"),
 )
 
 KINDS = {"heart_rate": (30, 250)}
@@ -85,7 +87,7 @@ readings_in = app.topic(
 stats_out = app.topic(STATS_OUT, key_type=str, value_type=StatsRecord)
 
 # Per-sensor running statistics: a Faust Table, partitioned like the keyed readings topic.
-stats_table = app.Table("sensor-stats", default=None, partitions=3)
+stats_table = app.Table("sensor-stats", default=dict, partitions=3)
 
 
 if STAGE in ("aggregate", "both"):
@@ -108,7 +110,7 @@ if STAGE in ("process", "both"):
         async for key, r in readings.items():
             k = f"{r.sensor_id}/{r.kind}"
             s = stats_table[k]
-            if s is None:
+            if not s:
                 s = {"count": 0, "sum": 0, "min": r.value, "max": r.value,
                      "last_value": r.value, "last_time": r.time}
             s["count"] += 1

@@ -15,6 +15,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -104,6 +106,15 @@ enum Cmd {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// Creates topics like provisioning's defaults (3 partitions, RF 3, min.insync.replicas=2).
+    Mktopic {
+        names: Vec<String>,
+        /// cleanup.policy=compact (the processor's state topic).
+        #[arg(long)]
+        compact: bool,
+    },
+    /// Deletes every topic whose name starts with one of the prefixes.
+    Rmtopics { prefixes: Vec<String> },
     /// Samples the lag of consumer groups (GROUP:TOPIC pairs) once per interval for a while.
     Lag {
         #[arg(long = "pair", required = true)]
@@ -146,6 +157,8 @@ fn main() {
         Cmd::Watch { group, topic, pid, timeout_s, label } => {
             watch(&cli.brokers, &group, &topic, pid, timeout_s, &label)
         }
+        Cmd::Mktopic { names, compact } => mktopic(&cli.brokers, &names, compact),
+        Cmd::Rmtopics { prefixes } => rmtopics(&cli.brokers, &prefixes),
         Cmd::Lag { pairs, seconds, interval_ms } => lag(&cli.brokers, &pairs, seconds, interval_ms),
         Cmd::Probe { sink, file, topic, rate, seconds, sensors, first_sensor } => {
             probe(&cli.brokers, sink, file, topic, rate, seconds, sensors, first_sensor)
@@ -465,6 +478,59 @@ fn watch(brokers: &str, group: &str, topic: &str, pid: Option<u32>, timeout_s: u
             "peak_rss_mb": rss, "load_start": load_start, "load_end": loadavg(), "samples": samples
         })
     );
+    Ok(())
+}
+
+fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    ClientConfig::new().set("bootstrap.servers", brokers).create()
+}
+
+fn mktopic(brokers: &str, names: &[String], compact: bool) -> Res {
+    let a = admin(brokers)?;
+    let policy = if compact { "compact" } else { "delete" };
+    let new: Vec<NewTopic> = names
+        .iter()
+        .map(|n| {
+            NewTopic::new(n, 3, TopicReplication::Fixed(3))
+                .set("min.insync.replicas", "2")
+                .set("cleanup.policy", policy)
+        })
+        .collect();
+    for r in futures::executor::block_on(a.create_topics(&new, &AdminOptions::new()))? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => return Err(format!("creating {t}: {e}").into()),
+        }
+    }
+    // Wait until every new topic has leaders, so the first producer does not race creation.
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    for n in names {
+        for _ in 0..100 {
+            let md = c.fetch_metadata(Some(n), Duration::from_secs(5))?;
+            let t = &md.topics()[0];
+            if t.error().is_none() && t.partitions().len() == 3 && t.partitions().iter().all(|p| p.leader() >= 0) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+fn rmtopics(brokers: &str, prefixes: &[String]) -> Res {
+    let a = admin(brokers)?;
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let md = c.fetch_metadata(None, Duration::from_secs(10))?;
+    let doomed: Vec<&str> = md
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|n| prefixes.iter().any(|p| n.starts_with(p.as_str())))
+        .collect();
+    if !doomed.is_empty() {
+        futures::executor::block_on(a.delete_topics(&doomed, &AdminOptions::new()))?;
+    }
+    eprintln!("deleted {} topics", doomed.len());
     Ok(())
 }
 
