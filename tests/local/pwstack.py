@@ -844,7 +844,9 @@ def read_topic(dist: KafkaDist, topic: str, idle_ms: int = 8000) -> list[str]:
 
 
 def group_lags(dist: KafkaDist) -> dict[str, int | None]:
-    """Total lag per consumer group (None: a partition without a committed offset)."""
+    """Total lag per consumer group; a partition without a committed offset counts with
+    its whole log. (With transactions, each partition that had data keeps a lag of 1:
+    the commit marker after the last record is never consumed as a record.)"""
     res = kafka_tool(dist, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
                      "--bootstrap-server", render()["bootstrapServers"], "--describe", "--all-groups",
                      check=False)
@@ -853,11 +855,15 @@ def group_lags(dist: KafkaDist) -> dict[str, int | None]:
         f = line.split()
         if len(f) < 6 or f[0] == "GROUP" or not f[2].isdigit():
             continue
-        group, lag = f[0], f[5]
-        if lag == "-" or lags.get(group, 0) is None:
-            lags[group] = None
+        group, current, end, lag = f[0], f[3], f[4], f[5]
+        if lag.isdigit():
+            n = int(lag)
+        elif current == "-" and end.isdigit():
+            n = int(end)
         else:
-            lags[group] = lags.get(group, 0) + int(lag)
+            lags.setdefault(group, None)
+            continue
+        lags[group] = (lags.get(group) or 0) + n
     return lags
 
 
