@@ -40,34 +40,39 @@ def main():
     by = defaultdict(list)
     for d in drain:
         by[d["system"]].append(d)
-    order = ["pt-plain-raw", "pt-txn-raw", "aggregator", "pyloop-agg", "faust-agg",
-             "pt-plain-readings", "pt-txn-readings", "processor", "pyloop-proc", "faust-proc"]
+    order = ["pt-plain-raw", "pt-txn-raw", "aggregator", "aggregator-b20k", "pyloop-agg", "faust-agg",
+             "pt-plain-readings", "pt-txn-readings", "processor", "processor-b20k", "pyloop-proc", "faust-proc"]
     names = {
         "pt-plain-raw": "ceiling: rdkafka passthrough, idempotent (raw lines)",
         "pt-txn-raw": "ceiling: rdkafka passthrough, transactional 2000/100 ms (raw lines)",
-        "aggregator": "pulsewire-aggregator",
+        "aggregator": "pulsewire-aggregator (defaults: 2,000 records / 100 ms per transaction)",
+        "aggregator-b20k": "pulsewire-aggregator --batch-size 20000 --batch-interval-ms 200",
+        "processor-b20k": "pulsewire-processor --batch-size 20000 --batch-interval-ms 200",
         "pyloop-agg": "Python confluent-kafka loop, aggregate",
         "faust-agg": "Faust agent, aggregate",
         "pt-plain-readings": "ceiling: rdkafka passthrough, idempotent (readings)",
         "pt-txn-readings": "ceiling: rdkafka passthrough, transactional 2000/100 ms (readings)",
-        "processor": "pulsewire-processor",
+        "processor": "pulsewire-processor (defaults: 2,000 records / 100 ms per transaction)",
         "pyloop-proc": "Python confluent-kafka loop, stats",
         "faust-proc": "Faust agent + Table, stats",
     }
     print("### Drain throughput (backlog of N records, fresh consumer group)\n")
-    print("| system | N | runs | readings/s, steady (10→90 %) | readings/s, whole drain incl. start-up "
-          "| CPU-s per million | peak RSS MB | load avg (1 min) during runs |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| system | N | runs | **readings/s** (first commit → lag 0) | readings/s, whole drain incl. start-up "
+          "| readings/s, 10→90 % | CPU-s per million | peak RSS MB | load avg (1 min) during runs |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in drain:
+        fc = r.get("first_commit_s") or 0.0
+        r["rate_active"] = r["messages"] / max(1e-9, r["wall_s"] - fc)
     med = {}
     for s in order + sorted(set(by) - set(order)):
         rows = by.get(s)
         if not rows:
             continue
-        st = mmm([r["rate_steady"] for r in rows])
+        st = mmm([r["rate_active"] for r in rows])
         med[s] = st
         loads = [float(r["load_start"].split()[0]) for r in rows] + [float(r["load_end"].split()[0]) for r in rows]
         print(f"| {names.get(s, s)} | {rows[0]['messages']:,} | {len(rows)} | {fmt(st)} | "
-              f"{fmt(mmm([r['rate_total'] for r in rows]))} | "
+              f"{fmt(mmm([r['rate_total'] for r in rows]))} | {fmt(mmm([r['rate_steady'] for r in rows]))} | "
               f"{fmt(mmm([r['cpu_s_per_million'] for r in rows]), 2)} | "
               f"{fmt(mmm([r['peak_rss_mb'] for r in rows]), 1)} | "
               f"{min(loads):.1f}–{max(loads):.1f} |")
@@ -78,13 +83,16 @@ def main():
         (ma, la, ha), (mb, lb, hb) = med[a], med[b]
         return f"{ma / mb:.2f}× ({la / hb:.2f}–{ha / lb:.2f})"
 
-    print("\n### Ratios (of median steady rates; range = worst/best pairing of runs)\n")
+    print("\n### Ratios (of the median readings/s, first commit → lag 0; range = worst/best pairing of runs)\n")
     print("| ratio | value | target |")
     print("|---|---|---|")
     for a, b, target in [
-        ("aggregator", "pt-plain-raw", "≥ 0.8×"), ("aggregator", "pt-txn-raw", "(same guarantees)"),
-        ("processor", "pt-plain-readings", "≥ 0.8×"), ("processor", "pt-txn-readings", "(same guarantees)"),
-        ("aggregator", "faust-agg", "≥ 20×"), ("processor", "faust-proc", "≥ 20×"),
+        ("aggregator", "pt-plain-raw", "≥ 0.8×"), ("aggregator-b20k", "pt-plain-raw", "≥ 0.8×"),
+        ("aggregator", "pt-txn-raw", "(same guarantees)"),
+        ("processor", "pt-plain-readings", "≥ 0.8×"), ("processor-b20k", "pt-plain-readings", "≥ 0.8×"),
+        ("processor", "pt-txn-readings", "(same guarantees)"),
+        ("aggregator", "faust-agg", "≥ 20×"), ("aggregator-b20k", "faust-agg", "≥ 20×"),
+        ("processor", "faust-proc", "≥ 20×"), ("processor-b20k", "faust-proc", "≥ 20×"),
         ("aggregator", "pyloop-agg", "—"), ("processor", "pyloop-proc", "—"),
     ]:
         print(f"| {a} / {names.get(b, b)} | {ratio(a, b)} | {target} |")

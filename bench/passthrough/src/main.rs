@@ -76,6 +76,9 @@ enum Cmd {
         /// Most records per transaction (txn mode), like the stages' --batch-size.
         #[arg(long, default_value_t = 2000)]
         batch_size: u64,
+        /// Producer compression; lz4 is what the Pulsewire stages use.
+        #[arg(long, default_value = "lz4")]
+        compression: String,
     },
     Fill {
         #[arg(long)]
@@ -148,7 +151,8 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Passthrough { input, output, group, mode, transactional_id, commit_ms, batch_size } => {
+        Cmd::Passthrough { input, output, group, mode, transactional_id, commit_ms, batch_size, compression } => {
+            PASS_COMPRESSION.with(|c| *c.borrow_mut() = compression);
             passthrough(&cli.brokers, &input, &output, &group, mode, &transactional_id, commit_ms, batch_size)
         }
         Cmd::Fill { topic, kind, lines, sensors, seed, first_sensor } => {
@@ -172,6 +176,13 @@ fn main() {
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
+thread_local! {
+    static PASS_COMPRESSION: std::cell::RefCell<String> = std::cell::RefCell::new("none".into());
+}
+
+/// The stages' producer settings (services/core/src/kafka.rs): acks=all, idempotence,
+/// linger.ms=5, and (for the passthrough) the same compression. The fillers stay
+/// uncompressed, like Kafka Connect's default producer.
 fn producer_config(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)
@@ -224,6 +235,8 @@ fn passthrough(
     consumer.subscribe(&[input])?;
 
     let mut pc = producer_config(brokers);
+    pc.set("compression.type", PASS_COMPRESSION.with(|c| c.borrow().clone()))
+        .set("partitioner", "murmur2_random");
     if mode == PassMode::Txn {
         pc.set("transactional.id", txid);
     }
