@@ -1,16 +1,17 @@
 """The local Pulsewire stack: three KRaft brokers, Kafka Connect, an InfluxDB-v2-compatible
 store and the four stage services, as plain processes on loopback.
 
-This is the NixOS appliance without Nix (see docs "Why the local stack exists"). Nothing
-here writes a setting of its own: broker, Connect, topic and connector settings are
-rendered by `nixos/lib/pulsewire.nix` (the same pure renderer the NixOS modules use,
-evaluated with `nix-instantiate`), names and ports come from `provisioning/pipeline.toml`,
-and the services get the flags and environment the NixOS units give them.
+This is the NixOS appliance without Nix (see docs "Why the local stack exists"). Broker,
+Connect, topic and connector settings are rendered by `nixos/lib/pulsewire.nix` (the same
+pure renderer the NixOS modules use, evaluated with `nix-instantiate`), names and ports come
+from `provisioning/pipeline.toml`, and the services get the flags and environment of their
+units in nixos/pipeline.nix (mirrored in `service_argv`/`service_env`: that module needs
+nixpkgs to evaluate).
 
 Layout (all under tests/local/, both git-ignored):
   .cache/kafka-<version>/   Kafka classpath resolved from Maven Central (unless KAFKA_HOME)
-  .state/                   one stack: kafka-<id>/ log dirs, connect/, store/, readings.csv,
-                            pids/<component>.pid, logs/<component>.log
+  .state/                   one stack: kafka-<id>/ log dirs, store/, readings.csv, the
+                            rendered *.properties, pids/<component>.pid, logs/<component>.log
 
 Every process the stack starts is tracked by PID (with its start time, so a recycled PID is
 never mistaken for ours); `down` stops exactly those. Used by `tests/local/stack` (the
@@ -48,8 +49,8 @@ KAFKA_VERSION = "4.3.1"
 SCALA_VERSION = "2.13"
 LOG4J_VERSION = "2.25.4"
 
+# The stage services the stack runs (the simulator is run on demand) and the infrastructure.
 SERVICES = ("aggregator", "processor", "uploader")
-# Start order; `down` stops in reverse.
 INFRA = ("broker-1", "broker-2", "broker-3", "store", "connect")
 
 with PIPELINE_FILE.open("rb") as _f:
