@@ -81,6 +81,8 @@ pub struct Aggregator {
     pub group_id: String,
     pub transactional_id: String,
     pub metrics_port: u16,
+    pub batch_size: usize,
+    pub batch_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +90,8 @@ pub struct Processor {
     pub group_id: String,
     pub transactional_id: String,
     pub metrics_port: u16,
+    pub batch_size: usize,
+    pub batch_interval_ms: u64,
     pub dedup_window: usize,
 }
 
@@ -327,6 +331,18 @@ mod tests {
         assert_eq!(p.topics.raw.name, "heartrate.raw");
         assert_eq!(p.topics.processor_state.name, "heartrate.processor-state");
         assert_eq!(p.services.processor.dedup_window, 1024);
+        for (size, interval) in [
+            (
+                p.services.aggregator.batch_size,
+                p.services.aggregator.batch_interval_ms,
+            ),
+            (
+                p.services.processor.batch_size,
+                p.services.processor.batch_interval_ms,
+            ),
+        ] {
+            assert!(size >= 1 && interval >= 1, "{size} {interval}");
+        }
         assert_eq!(p.influxdb.url(), "http://127.0.0.1:8086");
         assert_eq!(
             p.kind_rules(),

@@ -77,13 +77,13 @@ struct Args {
     dedup_window: usize,
 
     /// Most records per transaction.
-    #[arg(long, env = "PULSEWIRE_BATCH_SIZE", value_name = "N", default_value = "2000",
-          value_parser = config::parse_positive)]
+    #[arg(long, env = "PULSEWIRE_BATCH_SIZE", value_name = "N",
+          default_value_t = pipeline().services.processor.batch_size, value_parser = config::parse_positive)]
     batch_size: usize,
 
     /// Longest time to collect one batch before committing it, in milliseconds.
-    #[arg(long, env = "PULSEWIRE_BATCH_INTERVAL_MS", value_name = "MS", default_value = "100",
-          value_parser = config::parse_millis)]
+    #[arg(long, env = "PULSEWIRE_BATCH_INTERVAL_MS", value_name = "MS",
+          default_value_t = pipeline().services.processor.batch_interval_ms, value_parser = config::parse_millis)]
     batch_interval_ms: u64,
 
     /// Address of the Prometheus /metrics endpoint.
