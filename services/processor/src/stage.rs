@@ -81,7 +81,7 @@ pub fn changelog_output(
         topic: topic.to_string(),
         partition: Some(partition),
         key: Some(state.changelog_key().into_bytes()),
-        payload: serde_json::to_vec(state)?,
+        payload: state.to_changelog(),
     })
 }
 
@@ -246,8 +246,8 @@ pub fn restore_record(
 ) -> anyhow::Result<()> {
     match payload {
         Some(payload) => {
-            let state: SensorState =
-                serde_json::from_slice(payload).context("unreadable changelog record")?;
+            let state =
+                SensorState::from_changelog(payload).context("unreadable changelog record")?;
             table.insert_restored(state);
         }
         None => {
