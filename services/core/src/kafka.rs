@@ -50,6 +50,35 @@ pub const TXN_TIMEOUT: Duration = Duration::from_secs(10);
 const INIT_TIMEOUT: Duration = TXN_TIMEOUT;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Memory bounds for librdkafka's own buffers. Its defaults are sized for
+/// big brokers, not a 50 MB service: a consumer pre-fetches up to 64 MB
+/// (`queued.max.messages.kbytes`) in fetches of up to 50 MB
+/// (`fetch.max.bytes`), and a producer may queue 1 GB
+/// (`queue.buffering.max.kbytes`). A stage hands over at most one batch at a
+/// time (20,000 records of ~100-300 bytes, a few MB), so a few MB of
+/// read-ahead keeps the consumer busy and the producer never needs more than
+/// one transaction's worth. Operator properties (`--kafka-property`) still
+/// win: they are applied after these.
+///
+/// With a small read-ahead the queue is often full, and librdkafka then waits
+/// `fetch.queue.backoff.ms` (default 1000) before fetching that partition
+/// again: with the bounds alone a drain ran at half speed. A short backoff
+/// refills the queue as soon as the stage has taken a batch from it.
+const CONSUMER_QUEUE_KBYTES: &str = "8192";
+const CONSUMER_FETCH_MAX_BYTES: &str = "8388608";
+const CONSUMER_QUEUED_MIN_MESSAGES: &str = "20000";
+const CONSUMER_FETCH_QUEUE_BACKOFF_MS: &str = "20";
+const PRODUCER_QUEUE_KBYTES: &str = "32768";
+
+/// Applies the consumer memory bounds (see [`CONSUMER_QUEUE_KBYTES`]).
+fn bound_consumer_memory(config: &mut ClientConfig) {
+    config
+        .set("queued.max.messages.kbytes", CONSUMER_QUEUE_KBYTES)
+        .set("queued.min.messages", CONSUMER_QUEUED_MIN_MESSAGES)
+        .set("fetch.max.bytes", CONSUMER_FETCH_MAX_BYTES)
+        .set("fetch.queue.backoff.ms", CONSUMER_FETCH_QUEUE_BACKOFF_MS);
+}
+
 /// Settings every client shares: brokers, a client id that names the stage
 /// in broker logs, and the operator's extra properties (applied last).
 pub fn base_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
@@ -73,7 +102,9 @@ fn producer_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
         // partition whichever client produced its records.
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
-        .set("compression.type", "lz4");
+        .set("compression.type", "lz4")
+        // See CONSUMER_QUEUE_KBYTES: the default allows 1 GB.
+        .set("queue.buffering.max.kbytes", PRODUCER_QUEUE_KBYTES);
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
@@ -203,6 +234,7 @@ pub fn read_committed_consumer(
         .set("heartbeat.interval.ms", "2000")
         // Eager: a revocation takes the whole assignment (see module docs).
         .set("partition.assignment.strategy", "range");
+    bound_consumer_memory(&mut config);
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
@@ -248,18 +280,24 @@ pub struct BatchLimits {
 
 /// The next offset to consume per (topic, partition): one past the highest
 /// offset seen. These are the offsets a batch commits.
+///
+/// Keyed by topic, then partition, so recording a record's offset (once per
+/// consumed record) looks the topic up by `&str` and allocates nothing after
+/// the first record of each partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Offsets(BTreeMap<(String, i32), i64>);
+pub struct Offsets(BTreeMap<String, BTreeMap<i32, i64>>);
 
 impl Offsets {
     pub fn record(&mut self, topic: &str, partition: i32, offset: i64) {
         let next = offset + 1;
-        match self.0.get_mut(&(topic.to_string(), partition)) {
-            Some(current) => *current = (*current).max(next),
-            None => {
-                self.0.insert((topic.to_string(), partition), next);
-            }
-        }
+        let partitions = match self.0.get_mut(topic) {
+            Some(partitions) => partitions,
+            None => self.0.entry(topic.to_string()).or_default(),
+        };
+        partitions
+            .entry(partition)
+            .and_modify(|current| *current = (*current).max(next))
+            .or_insert(next);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -267,14 +305,16 @@ impl Offsets {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, i32, i64)> {
-        self.0.iter().map(|((t, p), o)| (t.as_str(), *p, *o))
+        self.0
+            .iter()
+            .flat_map(|(t, partitions)| partitions.iter().map(move |(p, o)| (t.as_str(), *p, *o)))
     }
 
     pub fn to_list(&self) -> TopicPartitionList {
-        let mut tpl = TopicPartitionList::with_capacity(self.0.len());
-        for ((topic, partition), offset) in &self.0 {
+        let mut tpl = TopicPartitionList::with_capacity(self.iter().count());
+        for (topic, partition, offset) in self.iter() {
             // Offsets are non-negative, so this cannot fail.
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+            let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
         }
         tpl
     }
@@ -507,6 +547,7 @@ pub fn read_to_end(
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
+    bound_consumer_memory(&mut config);
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
