@@ -109,8 +109,10 @@ impl SensorState {
             recent_packed: base64::engine::general_purpose::STANDARD_NO_PAD
                 .encode(pack_times(self.recent.iter().copied())),
         };
+        let mut payload = Vec::with_capacity(256 + record.recent_packed.len());
         // A struct of plain fields and a map-free Stats: cannot fail.
-        serde_json::to_vec(&record).expect("a changelog record serialises")
+        serde_json::to_writer(&mut payload, &record).expect("a changelog record serialises");
+        payload
     }
 
     /// Reads a changelog record: version [`CHANGELOG_VERSION`], or the
@@ -142,9 +144,13 @@ impl SensorState {
     /// The duplicate rule (module docs) for a reading of this (sensor, kind).
     fn apply(&mut self, reading: &Reading, window: usize) -> Applied {
         let t = reading.time_ns();
-        let pos = match self.recent.binary_search(&t) {
-            Ok(_) => return Applied::Duplicate,
-            Err(pos) => pos,
+        let pos = match self.recent.back() {
+            // The common case, a reading newer than all others: no search.
+            Some(&newest) if t > newest => self.recent.len(),
+            _ => match self.recent.binary_search(&t) {
+                Ok(_) => return Applied::Duplicate,
+                Err(pos) => pos,
+            },
         };
         // pos 0 of a non-empty window: older than its oldest time.
         if self.recent.len() >= window && pos == 0 {

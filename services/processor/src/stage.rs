@@ -35,6 +35,9 @@ use rdkafka::message::{BorrowedMessage, Message};
 
 pub const STAGE: &str = "processor";
 
+/// Initial capacity of a stats record's JSON (typically ~330 bytes).
+const STATS_RECORD_CAPACITY: usize = 512;
+
 #[derive(Debug, Clone)]
 pub struct Topics {
     pub stats: String,
@@ -159,11 +162,14 @@ impl Process {
                 self.dirty.mark(&reading, partition);
                 let key = reading.sensor_id.to_string().into_bytes();
                 let record = StatsRecord { reading, stats };
+                // Sized for a typical record (~330 bytes), so it never grows.
+                let mut payload = Vec::with_capacity(STATS_RECORD_CAPACITY);
+                serde_json::to_writer(&mut payload, &record)?;
                 out.push(Output {
                     topic: self.topics.stats.clone(),
                     partition: None,
                     key: Some(key),
-                    payload: serde_json::to_vec(&record)?,
+                    payload,
                 });
             }
             Applied::Duplicate => {
