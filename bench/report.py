@@ -68,10 +68,17 @@ def main():
         rows = by.get(s)
         if not rows:
             continue
+        # Runs that overlapped another engineer's drains on the same brokers are marked
+        # "contended"; use only clean runs when there are at least 3 of them.
+        clean = [r for r in rows if not r.get("contended")]
+        nrun = f"{len(rows)}" if len(clean) == len(rows) else f"{len(clean)} clean of {len(rows)}"
+        if len(clean) >= 3:
+            rows = clean
+            nrun = f"{len(clean)}" + (f" (+{len(by[s]) - len(clean)} contended, left out)" if len(by[s]) > len(clean) else "")
         st = mmm([r["rate_active"] for r in rows])
         med[s] = st
         loads = [float(r["load_start"].split()[0]) for r in rows] + [float(r["load_end"].split()[0]) for r in rows]
-        print(f"| {names.get(s, s)} | {rows[0]['messages']:,} | {len(rows)} | {fmt(st)} | "
+        print(f"| {names.get(s, s)} | {rows[0]['messages']:,} | {nrun} | {fmt(st)} | "
               f"{fmt(mmm([r['rate_total'] for r in rows]))} | {fmt(mmm([r['rate_steady'] for r in rows]))} | "
               f"{fmt(mmm([r['cpu_s_per_million'] for r in rows]), 2)} | "
               f"{fmt(mmm([r['peak_rss_mb'] for r in rows]), 1)} | "
@@ -107,7 +114,11 @@ def main():
             byb[u["batch"]].append(u)
         for b in sorted(byb):
             rows = byb[b]
-            print(f"| {b:,} | {len(rows)} | {fmt(mmm([r['rate_steady'] for r in rows]))} | "
+            clean = [r for r in rows if not r.get("contended")]
+            nrun = f"{len(rows)}" + (f" ({len(rows) - len(clean)} contended)" if len(clean) < len(rows) else "")
+            if len(clean) >= 3:
+                rows, nrun = clean, f"{len(clean)}"
+            print(f"| {b:,} | {nrun} | {fmt(mmm([r['rate_steady'] for r in rows]))} | "
                   f"{fmt(mmm([r['rate_total'] for r in rows]))} | "
                   f"{fmt(mmm([r['cpu_s_per_million'] for r in rows]), 2)} | "
                   f"{fmt(mmm([r['peak_rss_mb'] for r in rows]), 1)} |")
