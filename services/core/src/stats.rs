@@ -80,15 +80,21 @@ impl Stats {
 
     /// sum / count, computed from the exact integers.
     ///
-    /// Dividing in integers first and adding the remainder's fraction keeps the
-    /// result within one rounding of the true quotient even when `sum` is far
-    /// beyond what an `f64` holds exactly. `NaN` for `count == 0`, which only a
-    /// hand-built `Stats` can have.
+    /// While both fit an `f64` exactly (|sum| and count up to 2^53, which
+    /// heart rates reach after some 10^13 readings), one IEEE division gives
+    /// the correctly rounded quotient: the mean is exactly `sum / count` to
+    /// the last bit. Beyond that, dividing in integers first and adding the
+    /// remainder's fraction keeps the result within one unit in the last
+    /// place. `NaN` for `count == 0`, which only a hand-built `Stats` can have.
     pub fn mean(&self) -> f64 {
+        const EXACT: i128 = 1 << f64::MANTISSA_DIGITS;
         if self.count == 0 {
             return f64::NAN;
         }
         let count = i128::from(self.count);
+        if self.sum.abs() <= EXACT && count <= EXACT {
+            return self.sum as f64 / count as f64;
+        }
         let (quotient, remainder) = (self.sum / count, self.sum % count);
         quotient as f64 + remainder as f64 / count as f64
     }

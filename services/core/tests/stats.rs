@@ -60,6 +60,20 @@ fn mean_is_not_truncated() {
 }
 
 #[test]
+fn mean_is_the_correctly_rounded_quotient() {
+    // 18 x 31 + 17 x 30 = 1068 over 35 readings. Integer quotient plus the
+    // remainder's fraction (30 + 18/35) rounds twice and lands one unit in
+    // the last place low, at 30.514285714285712.
+    let mut stats = Stats::new(31, at(0));
+    for i in 1..35 {
+        stats.add(if i < 18 { 31 } else { 30 }, at(i));
+    }
+    assert_eq!((stats.count, stats.sum), (35, 1068));
+    assert_eq!(stats.mean(), 30.514285714285716);
+    assert_eq!(stats.mean(), 1068.0 / 35.0);
+}
+
+#[test]
 fn no_overflow_at_huge_counts() {
     // A state as it would be after u64::MAX - 1 readings of i64::MAX: far
     // beyond f64's and i64's exact range, still exact in u64 + i128.
