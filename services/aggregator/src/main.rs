@@ -66,6 +66,12 @@ struct Args {
           default_value_t = pipeline().services.aggregator.batch_interval_ms, value_parser = config::parse_millis)]
     batch_interval_ms: u64,
 
+    /// Once a batch has records: how long without a new one ends it, in
+    /// milliseconds.
+    #[arg(long, env = "PULSEWIRE_BATCH_IDLE_MS", value_name = "MS",
+          default_value_t = pipeline().services.aggregator.batch_idle_ms, value_parser = config::parse_millis)]
+    batch_idle_ms: u64,
+
     /// Longest accepted line in bytes; longer lines go to the DLQ as too long.
     #[arg(long, env = "PULSEWIRE_MAX_LINE_BYTES", value_name = "BYTES", default_value = "4096",
           value_parser = config::parse_positive)]
@@ -100,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
         limits: BatchLimits {
             max_records: args.batch_size,
             max_wait: Duration::from_millis(args.batch_interval_ms),
+            max_idle: Duration::from_millis(args.batch_idle_ms),
         },
     };
     tracing::info!(

@@ -83,6 +83,7 @@ pub struct Aggregator {
     pub metrics_port: u16,
     pub batch_size: usize,
     pub batch_interval_ms: u64,
+    pub batch_idle_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +93,7 @@ pub struct Processor {
     pub metrics_port: u16,
     pub batch_size: usize,
     pub batch_interval_ms: u64,
+    pub batch_idle_ms: u64,
     pub dedup_window: usize,
 }
 
@@ -101,6 +103,7 @@ pub struct Uploader {
     pub metrics_port: u16,
     pub batch_size: usize,
     pub batch_interval_ms: u64,
+    pub batch_idle_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -331,17 +334,29 @@ mod tests {
         assert_eq!(p.topics.raw.name, "heartrate.raw");
         assert_eq!(p.topics.processor_state.name, "heartrate.processor-state");
         assert_eq!(p.services.processor.dedup_window, 1024);
-        for (size, interval) in [
+        let s = &p.services;
+        for (size, interval, idle) in [
             (
-                p.services.aggregator.batch_size,
-                p.services.aggregator.batch_interval_ms,
+                s.aggregator.batch_size,
+                s.aggregator.batch_interval_ms,
+                s.aggregator.batch_idle_ms,
             ),
             (
-                p.services.processor.batch_size,
-                p.services.processor.batch_interval_ms,
+                s.processor.batch_size,
+                s.processor.batch_interval_ms,
+                s.processor.batch_idle_ms,
+            ),
+            (
+                s.uploader.batch_size,
+                s.uploader.batch_interval_ms,
+                s.uploader.batch_idle_ms,
             ),
         ] {
-            assert!(size >= 1 && interval >= 1, "{size} {interval}");
+            // The idle gap only shortens a batch: it must fit in the interval.
+            assert!(
+                size >= 1 && idle >= 1 && idle < interval,
+                "{size} {interval} {idle}"
+            );
         }
         assert_eq!(p.influxdb.url(), "http://127.0.0.1:8086");
         assert_eq!(

@@ -271,11 +271,21 @@ pub fn topic_partitions<C: ConsumerContext>(
     Ok(topic_md.partitions().len())
 }
 
-/// When a batch is complete: whichever of the two limits is reached first.
+/// When a batch is complete: whichever of the three limits is reached first.
+///
+/// Under a backlog the consumer's read-ahead queue is never empty, so batches
+/// fill up to `max_records` and one transaction carries many records. Under a
+/// steady trickle, records arrive in bursts (one upstream transaction becomes
+/// visible at once); `max_idle` ends the batch as soon as a burst has been
+/// taken, instead of sitting out the rest of `max_wait` (which then only
+/// bounds a batch that keeps trickling in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
     pub max_records: usize,
+    /// Longest time from the start of collecting to the end of the batch.
     pub max_wait: Duration,
+    /// Once the batch has a record: how long without a new one ends it.
+    pub max_idle: Duration,
 }
 
 /// The next offset to consume per (topic, partition): one past the highest
@@ -377,7 +387,11 @@ pub fn collect_batch(
         if now >= deadline {
             break;
         }
-        let wait = (deadline - now).min(Duration::from_millis(100));
+        let wait = if batch.records == 0 {
+            (deadline - now).min(Duration::from_millis(100))
+        } else {
+            (deadline - now).min(limits.max_idle)
+        };
         let polled = consumer.poll(wait);
         if consumer.context().generation() != generation {
             // The poll that ran the rebalance may also have returned the
@@ -404,6 +418,8 @@ pub fn collect_batch(
             return Ok(Collected::Rebalanced);
         }
         match polled {
+            // Idle for `max_idle`, or the deadline: either way the batch is done.
+            None if batch.records > 0 => break,
             None => {}
             Some(Ok(msg)) => {
                 on_record(&msg).with_context(|| {
@@ -471,6 +487,7 @@ pub fn commit_in_transaction(
     offsets: &Offsets,
     notifier: &Notifier,
 ) -> anyhow::Result<()> {
+    let start = Instant::now();
     producer.begin_transaction().context("begin_transaction")?;
     for output in outputs {
         send(producer, output).with_context(|| format!("producing to {}", output.topic))?;
@@ -479,14 +496,23 @@ pub fn commit_in_transaction(
     let group = consumer
         .group_metadata()
         .context("consumer has no group metadata")?;
+    let produced = start.elapsed();
     producer
         .send_offsets_to_transaction(&offsets.to_list(), &group, TXN_TIMEOUT)
         .context("send_offsets_to_transaction")?;
+    let offsets_sent = start.elapsed();
     notifier.watchdog();
     // Flushes every produced record first; fails if any of them failed.
     producer
         .commit_transaction(TXN_TIMEOUT)
         .context("commit_transaction")?;
+    tracing::debug!(
+        records = outputs.len(),
+        produce_ms = produced.as_secs_f64() * 1e3,
+        offsets_ms = (offsets_sent - produced).as_secs_f64() * 1e3,
+        commit_ms = (start.elapsed() - offsets_sent).as_secs_f64() * 1e3,
+        "transaction committed"
+    );
     Ok(())
 }
 

@@ -86,6 +86,12 @@ struct Args {
           default_value_t = pipeline().services.processor.batch_interval_ms, value_parser = config::parse_millis)]
     batch_interval_ms: u64,
 
+    /// Once a batch has records: how long without a new one ends it, in
+    /// milliseconds.
+    #[arg(long, env = "PULSEWIRE_BATCH_IDLE_MS", value_name = "MS",
+          default_value_t = pipeline().services.processor.batch_idle_ms, value_parser = config::parse_millis)]
+    batch_idle_ms: u64,
+
     /// Address of the Prometheus /metrics endpoint.
     #[arg(long, env = "PULSEWIRE_METRICS_ADDR", value_name = "IP:PORT",
           default_value_t = config::local_addr(pipeline().services.processor.metrics_port),
@@ -147,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
         limits: BatchLimits {
             max_records: args.batch_size,
             max_wait: Duration::from_millis(args.batch_interval_ms),
+            max_idle: Duration::from_millis(args.batch_idle_ms),
         },
     };
     tracing::info!(

@@ -82,6 +82,12 @@ struct Args {
           default_value_t = pipeline().services.uploader.batch_interval_ms, value_parser = config::parse_millis)]
     batch_interval_ms: u64,
 
+    /// Once a batch has records: how long without a new one ends it, in
+    /// milliseconds.
+    #[arg(long, env = "PULSEWIRE_BATCH_IDLE_MS", value_name = "MS",
+          default_value_t = pipeline().services.uploader.batch_idle_ms, value_parser = config::parse_millis)]
+    batch_idle_ms: u64,
+
     /// Longest pause between retries of a failing write, in milliseconds
     /// (the pause doubles from 200 ms up to this; retries never stop).
     #[arg(long, env = "PULSEWIRE_RETRY_MAX_MS", value_name = "MS", default_value = "30000",
@@ -141,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         limits: BatchLimits {
             max_records: args.batch_size,
             max_wait: Duration::from_millis(args.batch_interval_ms),
+            max_idle: Duration::from_millis(args.batch_idle_ms),
         },
         retry: influx::Retry {
             max_interval: Duration::from_millis(args.retry_max_ms),
