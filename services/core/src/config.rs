@@ -210,17 +210,31 @@ pub struct KafkaArgs {
     )]
     pub bootstrap_servers: String,
 
-    /// Extra librdkafka client property, `KEY=VALUE` (repeatable; e.g.
-    /// `security.protocol=SSL`). Applied to every Kafka client of the stage,
-    /// after Pulsewire's own settings, so use with care.
+    /// Extra librdkafka client properties, `KEY=VALUE[,KEY=VALUE...]`
+    /// (repeatable; e.g. `security.protocol=SSL`). A comma starts a new
+    /// property only where `KEY=` follows, so list values such as
+    /// `debug=eos,broker` stay whole. Applied to every Kafka client of the
+    /// stage, after Pulsewire's own settings, so use with care.
     #[arg(
         long = "kafka-property",
         env = "PULSEWIRE_KAFKA_PROPERTIES",
         value_name = "KEY=VALUE",
-        value_delimiter = ',',
-        value_parser = parse_property
+        value_parser = parse_properties
     )]
-    pub properties: Vec<(String, String)>,
+    pub properties: Vec<Properties>,
+}
+
+/// The `KEY=VALUE` pairs of one `--kafka-property`, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Properties(pub Vec<(String, String)>);
+
+impl KafkaArgs {
+    /// Every extra property, in the order given.
+    pub fn properties(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.properties
+            .iter()
+            .flat_map(|p| p.0.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
 }
 
 /// Logging flags.
@@ -257,6 +271,36 @@ pub fn parse_property(value: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("`{value}` is not KEY=VALUE")),
     }
+}
+
+/// clap parser: `KEY=VALUE[,KEY=VALUE...]`, where a comma followed by
+/// something that is not `KEY=` belongs to the value before it
+/// (`debug=eos,broker,linger.ms=5` is two properties).
+pub fn parse_properties(value: &str) -> Result<Properties, String> {
+    fn starts_property(segment: &str) -> bool {
+        segment.split_once('=').is_some_and(|(key, _)| {
+            let key = key.trim();
+            !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        })
+    }
+    let mut items: Vec<String> = Vec::new();
+    for segment in value.split(',') {
+        match items.last_mut() {
+            Some(last) if !starts_property(segment) => {
+                last.push(',');
+                last.push_str(segment);
+            }
+            _ => items.push(segment.to_string()),
+        }
+    }
+    items
+        .iter()
+        .map(|item| parse_property(item))
+        .collect::<Result<_, _>>()
+        .map(Properties)
 }
 
 /// clap parser: a socket address such as `127.0.0.1:9301` or `[::1]:9301`.
@@ -420,7 +464,34 @@ mod tests {
             probe.kafka.bootstrap_servers,
             pipeline().kafka.bootstrap_servers()
         );
-        assert_eq!(probe.kafka.properties, vec![("a".into(), "b=c".into())]);
+        assert_eq!(
+            probe.kafka.properties().collect::<Vec<_>>(),
+            vec![("a", "b=c")]
+        );
+    }
+
+    #[test]
+    fn kafka_properties_keep_list_values_whole() {
+        let probe = Probe::try_parse_from([
+            "probe",
+            "--kafka-property",
+            "debug=eos,broker,linger.ms=5",
+            "--kafka-property",
+            "sasl.mechanism=PLAIN",
+        ])
+        .unwrap();
+        assert_eq!(
+            probe.kafka.properties().collect::<Vec<_>>(),
+            vec![
+                ("debug", "eos,broker"),
+                ("linger.ms", "5"),
+                ("sasl.mechanism", "PLAIN")
+            ]
+        );
+        assert_eq!(
+            parse_properties(",a=b"),
+            Err("`` is not KEY=VALUE".to_string())
+        );
     }
 
     #[test]
