@@ -224,7 +224,14 @@ fn passthrough(
     cc.set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed");
+        .set("isolation.level", "read_committed")
+        // The stages' consumer read-ahead (services/core/src/kafka.rs): with librdkafka's
+        // default fetch.queue.backoff.ms (1 s after a full queue) the passthrough drained
+        // slower than the stages it is meant to bound.
+        .set("queued.max.messages.kbytes", "8192")
+        .set("queued.min.messages", "20000")
+        .set("fetch.max.bytes", "8388608")
+        .set("fetch.queue.backoff.ms", "20");
     if mode == PassMode::Plain {
         cc.set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", commit_ms.to_string());
