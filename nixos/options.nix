@@ -53,7 +53,7 @@ let
     logLevel = mkOption {
       type = types.str;
       default = "info";
-      example = "info,rdkafka=debug";
+      example = "info,librdkafka=debug";
       description = "Log filter (`PULSEWIRE_LOG_LEVEL`): a level or a tracing directive.";
     };
     extraArgs = mkOption {
