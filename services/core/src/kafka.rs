@@ -79,6 +79,14 @@ fn bound_consumer_memory(config: &mut ClientConfig) {
         .set("fetch.queue.backoff.ms", CONSUMER_FETCH_QUEUE_BACKOFF_MS);
 }
 
+/// Sets the operator's `--kafka-property` values, which win over Pulsewire's
+/// own settings: called last by every function that builds a client config.
+fn apply_operator_properties(config: &mut ClientConfig, kafka: &KafkaArgs) {
+    for (key, value) in kafka.properties() {
+        config.set(key, value);
+    }
+}
+
 /// Settings every client shares: brokers, a client id that names the stage
 /// in broker logs, and the operator's extra properties (applied last).
 ///
@@ -91,9 +99,7 @@ pub fn base_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
     config
         .set("bootstrap.servers", &kafka.bootstrap_servers)
         .set("client.id", client_id);
-    for (key, value) in kafka.properties() {
-        config.set(key, value);
-    }
+    apply_operator_properties(&mut config, kafka);
     config
 }
 
@@ -109,9 +115,7 @@ fn producer_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
         .set("compression.type", "lz4")
         // See CONSUMER_QUEUE_KBYTES: the default allows 1 GB.
         .set("queue.buffering.max.kbytes", PRODUCER_QUEUE_KBYTES);
-    for (key, value) in kafka.properties() {
-        config.set(key, value);
-    }
+    apply_operator_properties(&mut config, kafka);
     config
 }
 
@@ -133,9 +137,7 @@ pub fn transactional_producer(
         // retry.backoff.ms, 100 ms by default. 20 ms is what the Java client
         // waits in that case; later retries still back off exponentially.
         .set("retry.backoff.ms", "20");
-    for (key, value) in kafka.properties() {
-        config.set(key, value);
-    }
+    apply_operator_properties(&mut config, kafka);
     let producer: ThreadedProducer<DefaultProducerContext> = config
         .create()
         .context("creating the transactional producer")?;
@@ -245,9 +247,7 @@ pub fn read_committed_consumer(
         // Eager: a revocation takes the whole assignment (see module docs).
         .set("partition.assignment.strategy", "range");
     bound_consumer_memory(&mut config);
-    for (key, value) in kafka.properties() {
-        config.set(key, value);
-    }
+    apply_operator_properties(&mut config, kafka);
     let consumer: StageConsumer = config
         .create_with_context(StageContext::default())
         .context("creating the consumer")?;
@@ -602,9 +602,7 @@ pub fn read_to_end(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
     bound_consumer_memory(&mut config);
-    for (key, value) in kafka.properties() {
-        config.set(key, value);
-    }
+    apply_operator_properties(&mut config, kafka);
     let consumer: BaseConsumer<StageContext> = config
         .create_with_context(StageContext::default())
         .context("creating the restore consumer")?;
