@@ -12,10 +12,7 @@ import json
 import sys
 from datetime import datetime, timezone
 
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))], 1) if xs else None
+from e2e_summary import pct
 
 
 def event_ms(text):

@@ -45,14 +45,14 @@ def main():
     names = {
         "pt-plain-raw": "ceiling: rdkafka passthrough, idempotent (raw lines)",
         "pt-txn-raw": "ceiling: rdkafka passthrough, transactional 2000/100 ms (raw lines)",
-        "aggregator": "pulsewire-aggregator (defaults: 2,000 records / 100 ms per transaction)",
+        "aggregator": "pulsewire-aggregator (batch defaults of provisioning/pipeline.toml at svc_commit)",
         "aggregator-b20k": "pulsewire-aggregator --batch-size 20000 --batch-interval-ms 200",
         "processor-b20k": "pulsewire-processor --batch-size 20000 --batch-interval-ms 200",
         "pyloop-agg": "Python confluent-kafka loop, aggregate",
         "faust-agg": "Faust agent, aggregate",
         "pt-plain-readings": "ceiling: rdkafka passthrough, idempotent (readings)",
         "pt-txn-readings": "ceiling: rdkafka passthrough, transactional 2000/100 ms (readings)",
-        "processor": "pulsewire-processor (defaults: 2,000 records / 100 ms per transaction)",
+        "processor": "pulsewire-processor (batch defaults of provisioning/pipeline.toml at svc_commit)",
         "pyloop-proc": "Python confluent-kafka loop, stats",
         "faust-proc": "Faust agent + Table, stats",
     }
