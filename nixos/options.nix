@@ -263,6 +263,21 @@ in
         default = "/var/lib/pulsewire-secrets";
         description = "Root-only directory where missing secrets are generated on first boot (never in the Nix store).";
       };
+      files = mkOption {
+        type = types.listOf (
+          types.submodule {
+            options = {
+              path = mkOption { type = types.str; };
+              owner = mkOption { type = types.str; };
+              group = mkOption { type = types.str; };
+              mode = mkOption { type = types.strMatching "0[0-7]{3}"; };
+            };
+          }
+        );
+        default = [ ];
+        internal = true;
+        description = "Owner, group and mode of every secret file and of the secrets directory, as secrets.nix leaves them (operator-supplied files taken as root-only). Set by secrets.nix, read by the checks.";
+      };
     }
     // secretOption "influxAdminPasswordFile" "the InfluxDB admin password"
     // secretOption "influxAdminTokenFile" "the InfluxDB operator token"

@@ -1,15 +1,19 @@
-# Evaluates the NixOS modules (nixos/*.nix) against the stand-in module system
-# of ./lib/stub-nixos.nix and checks the wiring: the appliance as deployed,
-# brokers split over hosts, and operator-supplied secrets.
-# Run: nix-instantiate --eval --strict tests/nix/modules.nix   (=> true)
+# Evaluates the NixOS modules (nixos/*.nix) with nixpkgs' module system
+# (./lib/eval-nixos.nix: real lib.evalModules and types, stand-ins with nixpkgs'
+# types for the upstream options) and checks the wiring: the appliance as
+# deployed, brokers split over hosts, and operator-supplied secrets.
+# Run: nix-instantiate --eval --strict --expr 'import ./tests/nix/modules.nix { }'   (=> true)
+{
+  lib ? import ./lib/nixpkgs-lib.nix,
+}:
 let
   h = import ./lib/harness.nix;
   inherit (h) check;
-  stub = import ./lib/stub-nixos.nix;
-  inherit (stub) pkgs;
+  nixos = import ./lib/eval-nixos.nix { inherit lib; };
   pipeline = builtins.fromTOML (builtins.readFile ../../provisioning/pipeline.toml);
 
   package = {
+    type = "derivation";
     name = "pulsewire";
     outPath = "/nix/store/00000000000000000000000000000000-pulsewire";
   };
@@ -18,7 +22,7 @@ let
     { services.pulsewire.package = package; }
   ];
 
-  appliance = stub.eval (
+  appliance = nixos.eval (
     base
     ++ [
       ../../nixos/appliance.nix
@@ -29,7 +33,7 @@ let
   sc = name: units.${name}.serviceConfig;
   exec = name: toString (sc name).ExecStart;
   text = x: x.text;
-  contains = needle: hay: builtins.match ".*${stub.lib.escapeRegex needle}.*" hay != null;
+  contains = needle: hay: builtins.match ".*${lib.escapeRegex needle}.*" hay != null;
   stages = [
     "simulator"
     "aggregator"
@@ -37,10 +41,10 @@ let
     "uploader"
   ];
   brokerUnits = map (i: "pulsewire-kafka-${toString i}") [ 1 2 3 ];
-  assertionsHold = cfg: builtins.all (a: a.assertion) cfg.assertions;
+  assertionsHold = cfg: nixos.failedAssertions cfg == [ ];
 
   # A host running only broker 2 of a cluster spread over three hosts.
-  split = stub.eval (
+  split = nixos.eval (
     base
     ++ [
       {
@@ -59,7 +63,7 @@ let
     ]
   );
 
-  badLocal = stub.eval (
+  badLocal = nixos.eval (
     base
     ++ [
       {
@@ -69,7 +73,7 @@ let
     ]
   );
 
-  operatorSecrets = stub.eval (
+  operatorSecrets = nixos.eval (
     base
     ++ [
       {
@@ -210,8 +214,9 @@ h.run [
       s: builtins.elem "pulsewire-kafka-topics.service" units."pulsewire-${s}".after
     ) [ "aggregator" "processor" "uploader" ]
   ))
-  (check "uploader: after InfluxDB, token through LoadCredential" (
-    builtins.elem "influxdb2.service" units.pulsewire-uploader.after
+  (check "uploader: after InfluxDB accepts its token, token through LoadCredential" (
+    builtins.elem "pulsewire-influxdb-ready.service" units.pulsewire-uploader.after
+    && builtins.elem "pulsewire-influxdb-ready.service" units.pulsewire-uploader.wants
     && (sc "pulsewire-uploader").LoadCredential == [ "influx-token:/var/lib/pulsewire-secrets/influx-uploader-token" ]
     && contains "--influx-token-file %d/influx-token" (exec "pulsewire-uploader")
   ))
@@ -231,7 +236,7 @@ h.run [
     let
       script = secretsScript appliance;
     in
-    builtins.all (f: contains "generate /var/lib/pulsewire-secrets/${f} " script) [
+    builtins.all (f: contains "generate /var/lib/pulsewire-secrets/${f}\n" script) [
       "influx-admin-password"
       "influx-admin-token"
       "influx-uploader-token"
@@ -239,7 +244,8 @@ h.run [
       "grafana-admin-password"
       "grafana-secret-key"
     ]
-    && contains "chmod 0710" script
+    && contains "chmod 0700 \"$dir\"" script
+    && contains "chmod 0400 \"$file\"" script
   ))
   (check "influxdb: org, bucket and retention from pipeline.toml; tokens from files" (
     let
@@ -252,8 +258,9 @@ h.run [
     && i.provision.initialSetup.retention == pipeline.influxdb.retention_seconds
     && i.provision.initialSetup.tokenFile == "/var/lib/pulsewire-secrets/influx-admin-token"
     && auths.pulsewire-uploader.writeBuckets == [ pipeline.influxdb.bucket ]
+    && auths.pulsewire-uploader.readBuckets == [ ]
     && auths.pulsewire-grafana.readBuckets == [ pipeline.influxdb.bucket ]
-    && !(auths.pulsewire-grafana ? writeBuckets)
+    && auths.pulsewire-grafana.writeBuckets == [ ]
     && i.settings.http-bind-address == "0.0.0.0:${toString pipeline.influxdb.port}"
   ))
   (check "grafana: secrets only through $__file{} and LoadCredential" (
@@ -293,6 +300,29 @@ h.run [
       pipeline.grafana.port
       pipeline.influxdb.port
     ]
+  ))
+  (check "appliance: the forwarded ports listen on the host's loopback only" (
+    map (f: f.host.address) appliance.virtualisation.vmVariant.virtualisation.forwardPorts == [
+      "127.0.0.1"
+      "127.0.0.1"
+    ]
+  ))
+  (check "grafana: after InfluxDB accepts its token" (
+    builtins.elem "pulsewire-influxdb-ready.service" units.grafana.after
+    && builtins.elem "pulsewire-influxdb-ready.service" units.grafana.wants
+  ))
+  (check "influxdb-ready: after InfluxDB, both tokens as credentials, none on a command line" (
+    let
+      u = units.pulsewire-influxdb-ready;
+      script = text (sc "pulsewire-influxdb-ready").ExecStart;
+    in
+    builtins.elem "influxdb2.service" u.after
+    && builtins.elem "influxdb2.service" u.requires
+    && (sc "pulsewire-influxdb-ready").LoadCredential == [
+      "pulsewire-grafana:/var/lib/pulsewire-secrets/influx-grafana-token"
+      "pulsewire-uploader:/var/lib/pulsewire-secrets/influx-uploader-token"
+    ]
+    && contains "-H @\"$header\"" script
   ))
   (check "split cluster: only the local broker runs, with the shared quorum" (
     split.systemd.services ? pulsewire-kafka-2

@@ -1,5 +1,7 @@
 # Checks on the renders of nixos/lib/pulsewire.nix from provisioning/pipeline.toml.
-# Run: nix-instantiate --eval --strict tests/nix/render.nix   (=> true)
+# Run: nix-instantiate --eval --strict --expr 'import ./tests/nix/render.nix { }'   (=> true)
+# Builtins only: takes (and ignores) the lib the other checks take.
+{ ... }:
 let
   h = import ./lib/harness.nix;
   inherit (h) check;
