@@ -71,7 +71,9 @@ in
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ gcfg.port ];
 
     systemd.services.grafana = {
-      after = [ "pulsewire-secrets.service" ] ++ lib.optional cfg.influxdb.enable "influxdb2.service";
+      # Starts once InfluxDB accepts its read token (influxdb.nix).
+      after = [ "pulsewire-secrets.service" ] ++ lib.optional cfg.influxdb.enable "pulsewire-influxdb-ready.service";
+      wants = lib.optional cfg.influxdb.enable "pulsewire-influxdb-ready.service";
       requires = [ "pulsewire-secrets.service" ];
       serviceConfig.LoadCredential = [
         "admin-password:${secrets.grafanaAdminPassword}"

@@ -127,7 +127,8 @@ in
         deps =
           kafkaDeps
           ++ [ "pulsewire-secrets.service" ]
-          ++ lib.optional cfg.influxdb.enable "influxdb2.service";
+          # Starts once InfluxDB accepts its token (influxdb.nix).
+          ++ lib.optional cfg.influxdb.enable "pulsewire-influxdb-ready.service";
         args = [
           "--influx-url"
           cfg.influxdb.url

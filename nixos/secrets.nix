@@ -1,13 +1,15 @@
 # First-boot secrets: the pulsewire-secrets oneshot creates every secret the
 # operator did not supply (services.pulsewire.secrets.*File) as a random value
-# in services.pulsewire.secrets.directory, owned by root, never in the Nix
-# store, never admin/admin. It runs before InfluxDB, Grafana and the uploader;
-# those receive the values through systemd LoadCredential.
+# in services.pulsewire.secrets.directory: never in the Nix store, never
+# admin/admin. It runs before InfluxDB, Grafana and the uploader.
 #
-# The one exception to "root only": the InfluxDB module's preStart (running as
-# the influxdb2 user) reads the uploader and Grafana token files to write them
-# into its database, so those two are group-readable by influxdb2 and the
-# directory is traversable (not listable) by that group.
+# Every secret file, generated or supplied, may be root-only (0400 root:root,
+# in a 0700 root directory): no service opens one itself. systemd reads each
+# (as root) into the consuming unit's credentials (LoadCredential), where only
+# that unit's user can read it: /run/credentials/<unit>/<name>. That includes
+# the InfluxDB module's own provisioning, which runs as the influxdb2 user (see
+# influxdb.nix). services.pulsewire.secrets.files records owner and mode of
+# each file for tests/nix/secrets.nix, which proves every opener can read it.
 {
   config,
   lib,
@@ -19,47 +21,47 @@ let
   scfg = cfg.secrets;
   paths = import ./lib/secret-paths.nix cfg;
 
-  # The InfluxDB module reads provisioned token files as its own user.
-  influxGroup = if cfg.influxdb.enable then "influxdb2" else null;
-
-  # Every secret this host needs: option, file, group that may read it (or null).
+  # Every secret this host needs: the option that may supply it and its file.
   wanted =
     lib.optionals cfg.influxdb.enable [
       {
         option = "influxAdminPasswordFile";
         path = paths.influxAdminPassword;
-        group = null;
       }
       {
         option = "influxAdminTokenFile";
         path = paths.influxAdminToken;
-        group = null;
       }
     ]
     ++ lib.optional (cfg.influxdb.enable || cfg.uploader.enable) {
       option = "influxUploaderTokenFile";
       path = paths.influxUploaderToken;
-      group = influxGroup;
     }
     ++ lib.optional (cfg.influxdb.enable || cfg.grafana.enable) {
       option = "influxGrafanaTokenFile";
       path = paths.influxGrafanaToken;
-      group = influxGroup;
     }
     ++ lib.optionals cfg.grafana.enable [
       {
         option = "grafanaAdminPasswordFile";
         path = paths.grafanaAdminPassword;
-        group = null;
       }
       {
         option = "grafanaSecretKeyFile";
         path = paths.grafanaSecretKey;
-        group = null;
       }
     ];
 
   generated = lib.filter (s: scfg.${s.option} == null) wanted;
+
+  # The generated files and their directory, as the script below leaves them.
+  # An operator's file is taken to be as strict (root-only); nothing needs more.
+  rootOnly = path: mode: {
+    inherit path mode;
+    owner = "root";
+    group = "root";
+  };
+  files = [ (rootOnly scfg.directory "0700") ] ++ map (s: rootOnly s.path "0400") wanted;
 
   consumers =
     lib.optional cfg.influxdb.enable "influxdb2.service"
@@ -71,28 +73,30 @@ let
     umask 0077
     dir=${lib.escapeShellArg scfg.directory}
     mkdir -p "$dir"
-    chown root:${if cfg.influxdb.enable then "influxdb2" else "root"} "$dir"
-    chmod ${if cfg.influxdb.enable then "0710" else "0700"} "$dir"
+    chown root:root "$dir"
+    chmod 0700 "$dir"
 
     # 30 random bytes -> 40 URL-safe characters.
     generate() {
-      local file=$1 group=$2
+      local file=$1
       if [ ! -s "$file" ]; then
         head -c 30 /dev/urandom | base64 -w0 | tr '+/' '-_' > "$file.tmp"
         mv "$file.tmp" "$file"
         echo "generated $file"
       fi
-      chown "root:$group" "$file"
-      if [ "$group" = root ]; then chmod 0400 "$file"; else chmod 0440 "$file"; fi
+      chown root:root "$file"
+      chmod 0400 "$file"
     }
 
     ${lib.concatMapStrings (s: ''
-      generate ${lib.escapeShellArg s.path} ${if s.group == null then "root" else s.group}
+      generate ${lib.escapeShellArg s.path}
     '') generated}
   '';
 in
 {
   config = lib.mkIf (wanted != [ ]) {
+    services.pulsewire.secrets.files = files;
+
     assertions = map (s: {
       assertion = scfg.${s.option} == null || !(lib.hasPrefix builtins.storeDir (toString scfg.${s.option}));
       message = "services.pulsewire.secrets.${s.option} points into the Nix store, which is world-readable.";
