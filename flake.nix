@@ -13,13 +13,21 @@
       ];
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
-      # tests/nix/*.nix: pure checks of the renderers (builtins only). Each
-      # evaluates to true or throws naming the failed check.
-      nixTests = lib.mapAttrsToList (name: _: ./tests/nix + "/${name}") (
-        lib.filterAttrs (name: type: type == "regular" && lib.hasSuffix ".nix" name) (
-          builtins.readDir ./tests/nix
-        )
-      );
+      # tests/nix/*.nix: checks of the renderers and of the modules, evaluated
+      # with this flake's nixpkgs lib. Each evaluates to true or throws naming
+      # the failed check. tests/nix/refused/*.nix must each fail to evaluate
+      # (tests/nix/check also matches the error text).
+      nixFiles =
+        dir:
+        lib.mapAttrsToList (name: _: dir + "/${name}") (
+          lib.filterAttrs (name: type: type == "regular" && lib.hasSuffix ".nix" name) (builtins.readDir dir)
+        );
+      nixTests = nixFiles ./tests/nix;
+      refusedTests = nixFiles ./tests/nix/refused;
+
+      # `nixos-rebuild switch --flake .` picks the configuration named after the
+      # host: one name for both.
+      hostName = "pulsewire";
 
       # A deployable host around the appliance. The disk layout is a
       # placeholder for `nixos-rebuild`; replace it with your
@@ -28,7 +36,7 @@
         { lib, ... }:
         {
           nixpkgs.hostPlatform = "x86_64-linux";
-          networking.hostName = "pulsewire";
+          networking.hostName = hostName;
           fileSystems."/" = lib.mkDefault {
             device = "/dev/disk/by-label/nixos";
             fsType = "ext4";
@@ -44,7 +52,7 @@
           pulsewire = pkgs.callPackage ./nixos/package.nix { };
         }
         // lib.optionalAttrs (pkgs.stdenv.hostPlatform.system == "x86_64-linux") {
-          vm = self.nixosConfigurations.appliance.config.system.build.vm;
+          vm = self.nixosConfigurations.${hostName}.config.system.build.vm;
         }
       );
 
@@ -58,7 +66,7 @@
       # The one-host composition (everything on, ports 3000 and 8086 open).
       nixosModules.appliance = ./nixos/appliance.nix;
 
-      nixosConfigurations.appliance = lib.nixosSystem {
+      nixosConfigurations.${hostName} = lib.nixosSystem {
         modules = [
           self.nixosModules.default
           self.nixosModules.appliance
@@ -68,14 +76,17 @@
 
       apps.x86_64-linux.vm = {
         type = "app";
-        program = lib.getExe self.nixosConfigurations.appliance.config.system.build.vm;
+        program = lib.getExe self.nixosConfigurations.${hostName}.config.system.build.vm;
         meta.description = "Boot the Pulsewire appliance in QEMU (Grafana on localhost:3000, InfluxDB on localhost:8086)";
       };
 
       checks = forAllSystems (pkgs: {
         package = self.packages.${pkgs.stdenv.hostPlatform.system}.pulsewire;
         nix-render = pkgs.runCommand "pulsewire-nix-render-tests" { } (
-          assert lib.all (t: import t == true) nixTests;
+          assert lib.all (t: import t { inherit lib; } == true) nixTests;
+          assert lib.all (
+            t: !(builtins.tryEval (builtins.deepSeq (import t { inherit lib; }) true)).success
+          ) refusedTests;
           "touch $out"
         );
         vm = pkgs.testers.runNixOSTest (import ./tests/vm/appliance.nix { inherit self; });

@@ -1,7 +1,8 @@
 # The Pulsewire appliance: the whole pipeline on one host (three brokers,
 # Connect, the four stages with the simulated fleet, InfluxDB 2, Grafana),
 # Grafana and InfluxDB reachable from outside on exactly their two ports.
-# `nix run .#vm` boots this in QEMU with those ports forwarded to the host.
+# `nix run .#vm` boots this in QEMU with those ports forwarded to the host's
+# loopback (127.0.0.1) only.
 {
   config,
   lib,
@@ -32,11 +33,15 @@ in
       forwardPorts = [
         {
           from = "host";
+          # Loopback only: without an address QEMU binds every host interface.
+          host.address = "127.0.0.1";
           host.port = cfg.grafana.port;
           guest.port = cfg.grafana.port;
         }
         {
           from = "host";
+          # Loopback only: without an address QEMU binds every host interface.
+          host.address = "127.0.0.1";
           host.port = cfg.influxdb.port;
           guest.port = cfg.influxdb.port;
         }
