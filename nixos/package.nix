@@ -4,9 +4,13 @@
 # librdkafka: rdkafka-sys (version from Cargo.lock, e.g. 4.10.0+2.12.1) needs
 # a librdkafka at least as new as the part after '+'. When nixpkgs' rdkafka is
 # that new, link it dynamically the way nixpkgs' own Rust packages do
-# (CARGO_FEATURE_DYNAMIC_LINKING, see vector). Otherwise build the vendored
-# copy: its mklove ./configure starts with #!/usr/bin/env, which the build
-# sandbox lacks, so the shebangs of the vendored sources are patched first.
+# (CARGO_FEATURE_DYNAMIC_LINKING, see vector). rdkafka-sys then asks pkg-config
+# for rdkafka's cflags, which makes pkg-config resolve the Requires.private of
+# rdkafka.pc: the libraries librdkafka was built with (zlib, libzstd, libssl,
+# libcrypto, libcurl in nixpkgs' build). So the build takes rdkafka's own
+# buildInputs too, whatever nixpkgs builds it with. Otherwise build the
+# vendored copy: its mklove ./configure starts with #!/usr/bin/env, which the
+# build sandbox lacks, so the shebangs of the vendored sources are patched first.
 {
   lib,
   rustPlatform,
@@ -40,7 +44,7 @@ rustPlatform.buildRustPackage {
   cargoBuildFlags = [ "--workspace" ];
 
   nativeBuildInputs = [ pkg-config ] ++ lib.optional (!systemRdkafka) python3;
-  buildInputs = [ zlib ] ++ lib.optional systemRdkafka rdkafka;
+  buildInputs = [ zlib ] ++ lib.optionals systemRdkafka ([ rdkafka ] ++ rdkafka.buildInputs or [ ]);
 
   env = lib.optionalAttrs systemRdkafka { CARGO_FEATURE_DYNAMIC_LINKING = "1"; };
 
