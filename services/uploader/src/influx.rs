@@ -31,12 +31,25 @@ pub enum Failure {
 /// The decision for an HTTP status and the server's message. 2xx is not a
 /// failure (InfluxDB answers 204, some compatible servers 200).
 pub fn classify(status: u16, text: &str) -> Option<Failure> {
-    let message = format!("HTTP {status}: {}", text.trim());
+    let message = format!("HTTP {status}: {}", server_message(text));
     match status {
         200..=299 => None,
         401 | 403 | 404 | 408 | 429 => Some(Failure::Transient(message)),
         400..=499 => Some(Failure::Refused(message)),
         _ => Some(Failure::Transient(message)),
+    }
+}
+
+/// What the server said: InfluxDB answers `{"code": "...", "message": "..."}`,
+/// whose `message` is the readable part; any other body is taken as it is.
+fn server_message(text: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        message: String,
+    }
+    match serde_json::from_str::<ErrorBody>(text) {
+        Ok(body) => body.message,
+        Err(_) => text.trim().to_owned(),
     }
 }
 
@@ -175,6 +188,25 @@ mod tests {
             Some(Failure::Refused(
                 "HTTP 400: unable to parse 'x': bad timestamp".into()
             ))
+        );
+    }
+
+    #[test]
+    fn influxdb_error_bodies_give_their_message() {
+        // As InfluxDB 2.7 answers a point in a shard where `value` is a string.
+        let body = r#"{"code":"unprocessable entity","message":"failure writing points to database: partial write: field type conflict: input field \"value\" on measurement \"heart_rate\" is type integer, already exists as type string dropped=1"}"#;
+        assert_eq!(
+            classify(422, body),
+            Some(Failure::Refused(
+                "HTTP 422: failure writing points to database: partial write: field type conflict: input field \"value\" on measurement \"heart_rate\" is type integer, already exists as type string dropped=1".into()
+            ))
+        );
+        assert_eq!(
+            classify(
+                401,
+                r#"{"code":"unauthorized","message":"unauthorized access"}"#
+            ),
+            Some(Failure::Transient("HTTP 401: unauthorized access".into()))
         );
     }
 
