@@ -23,12 +23,18 @@ let
   cfg = config.services.pulsewire;
   icfg = cfg.influxdb;
   render = import ./lib/pulsewire.nix { pipelineFile = cfg.pipelineFile; };
-  inherit (render.pipeline.influxdb) org bucket retention_seconds;
+  inherit (render.influxdb)
+    org
+    bucket
+    retention_seconds
+    username
+    auths
+    ;
   secrets = import ./lib/secret-paths.nix cfg;
   inherit (import ./lib/hardening.nix) common;
 
-  username = "admin";
   credentials = "/run/credentials/influxdb2.service";
+  # One credential per token of render.influxdb.auths, named like the auth.
   tokenCredentials = {
     pulsewire-uploader = secrets.influxUploaderToken;
     pulsewire-grafana = secrets.influxGrafanaToken;
@@ -84,18 +90,9 @@ in
         };
         # The module copies initialSetup.passwordFile here, and opens it as influxdb2.
         users.${username}.passwordFile = lib.mkForce "${credentials}/admin-password";
-        organizations.${org}.auths = {
-          pulsewire-uploader = {
-            description = "Pulsewire uploader: writes readings and statistics";
-            writeBuckets = [ bucket ];
-            tokenFile = "${credentials}/pulsewire-uploader";
-          };
-          pulsewire-grafana = {
-            description = "Grafana: reads the Pulsewire bucket";
-            readBuckets = [ bucket ];
-            tokenFile = "${credentials}/pulsewire-grafana";
-          };
-        };
+        organizations.${org}.auths = lib.mapAttrs (
+          name: auth: auth // { tokenFile = "${credentials}/${name}"; }
+        ) auths;
       };
     };
 

@@ -189,6 +189,33 @@ rec {
 
   connectorJson = args: builtins.toJSON (connectorConfig args);
 
+  # InfluxDB 2 as the pipeline sets it up: org, bucket and retention from
+  # pipeline.toml, the operator's login, and one token per client with only the
+  # access it needs (the uploader writes, Grafana reads). The NixOS module hands
+  # this to services.influxdb2.provision (nixos/influxdb.nix), the local stack to
+  # InfluxDB's setup and authorization API (tests/local/).
+  influxdb = {
+    inherit (pipeline.influxdb)
+      port
+      org
+      bucket
+      retention_seconds
+      ;
+    username = "admin";
+    auths = {
+      pulsewire-uploader = {
+        description = "Pulsewire uploader: writes readings and statistics";
+        readBuckets = [ ];
+        writeBuckets = [ pipeline.influxdb.bucket ];
+      };
+      pulsewire-grafana = {
+        description = "Grafana: reads the Pulsewire bucket";
+        readBuckets = [ pipeline.influxdb.bucket ];
+        writeBuckets = [ ];
+      };
+    };
+  };
+
   # Every TCP port the appliance listens on, for uniqueness checks and firewalls.
   servicePorts = {
     connect = connect.rest_port;
