@@ -1,5 +1,5 @@
-"""The local Pulsewire stack: three KRaft brokers, Kafka Connect, an InfluxDB-v2-compatible
-store and the four stage services, as plain processes on loopback.
+"""The local Pulsewire stack: three KRaft brokers, Kafka Connect, InfluxDB 2 (the store) and
+the four stage services, as plain processes on loopback.
 
 This is the NixOS appliance without Nix (see docs "Why the local stack exists"). Broker,
 Connect, topic and connector settings are rendered by `nixos/lib/pulsewire.nix` (the same
@@ -10,8 +10,10 @@ nixpkgs to evaluate).
 
 Layout (all under tests/local/, both git-ignored):
   .cache/kafka-<version>/   Kafka classpath resolved from Maven Central (unless KAFKA_HOME)
-  .state/                   one stack: kafka-<id>/ log dirs, store/, readings.csv, the
-                            rendered *.properties, pids/<component>.pid, logs/<component>.log
+  .state/                   one stack: kafka-<id>/ log dirs, store/ (InfluxDB), secrets/
+                            (its password and tokens), readings.csv, the rendered
+                            *.properties, pids/<component>.pid, logs/<component>.log
+  ~/.cache/pulsewire/       influxd and influx, built once per machine (build-influxdb)
 
 Every process the stack starts is tracked by PID (with its start time, so a recycled PID is
 never mistaken for ours); `down` stops exactly those. Used by `tests/local/stack` (the
@@ -34,6 +36,8 @@ import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import influx
 
 LOCAL_DIR = Path(__file__).resolve().parent
 REPO = LOCAL_DIR.parent.parent
@@ -74,7 +78,7 @@ _RENDER_EXPR = r"""
 let
   l = import (/. + renderer) { pipelineFile = /. + pipelineFile; };
 in {
-  inherit (l) bootstrapServers clusterId connectorName topics;
+  inherit (l) bootstrapServers clusterId connectorName topics influxdb;
   brokers = map (b: b // {
     properties = l.toProperties (l.brokerSettings {
       id = b.id;
@@ -519,22 +523,40 @@ def wait_broker(name: str, since: int = 0, timeout: float = 120) -> None:
              timeout, component=name)
 
 
+def store() -> influx.Store:
+    """The InfluxDB 2 of the stack, with the setup facts of the renderer."""
+    facts = render()["influxdb"]
+    return influx.Store(http, f"http://127.0.0.1:{facts['port']}", facts, STATE / "secrets")
+
+
 def start_store(wait: bool = True) -> None:
-    if shutil.which("victoria-metrics") is None:
-        raise StackError("victoria-metrics not found: apt-get install victoria-metrics")
-    port = PIPELINE["influxdb"]["port"]
-    (STATE / "store").mkdir(parents=True, exist_ok=True)
+    try:
+        bin_dir = influx.build()
+    except influx.InfluxError as e:
+        raise StackError(str(e)) from None
+    data = STATE / "store"
+    data.mkdir(parents=True, exist_ok=True)
     start("store", [
-        "victoria-metrics",
-        f"-httpListenAddr=127.0.0.1:{port}",
-        f"-storageDataPath={STATE / 'store'}",
-        # The seed dataset is from 2024: keep everything.
-        "-retentionPeriod=100y",
-        "-search.disableCache",
+        str(bin_dir / "influxd"),
+        "--bolt-path", str(data / "influxd.bolt"),
+        "--engine-path", str(data / "engine"),
+        "--http-bind-address", f"127.0.0.1:{store().facts['port']}",
+        "--reporting-disabled",
+        "--log-level", "warn",
     ])
     if wait:
-        wait_for("the store (victoria-metrics) to answer /health",
-                 lambda: http("GET", f"http://127.0.0.1:{port}/health")[0] == 200, 60, component="store")
+        start_store_wait()
+
+
+def start_store_wait(retention_seconds: int | None = None) -> None:
+    """Waits for InfluxDB, then sets it up on its first start (`retention_seconds`
+    overrides pipeline.toml's retention of the bucket)."""
+    db = store()
+    wait_for("InfluxDB to answer /health", db.healthy, 60, component="store")
+    try:
+        db.set_up(retention_seconds)
+    except influx.InfluxError as e:
+        raise StackError(str(e)) from None
 
 
 def connect_url(path: str = "") -> str:
@@ -642,14 +664,13 @@ def binary(stage: str) -> Path:
 
 
 def token_file() -> Path:
-    """The store does not check tokens; the uploader still reads one from a file, as the
-    appliance hands it over with LoadCredential."""
-    path = STATE / "influx-token"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("pulsewire-local-stack-token\n")
-        path.chmod(0o600)
-    return path
+    """The uploader's write-only token, as the appliance hands it over with LoadCredential."""
+    return store().token_file("pulsewire-uploader")
+
+
+def read_token_file() -> Path:
+    """A token that may read the bucket (Grafana's), for people and scripts."""
+    return store().token_file("pulsewire-grafana")
 
 
 def metrics_port(stage: str) -> int:
@@ -679,7 +700,7 @@ def service_argv(stage: str, extra: list[str] = ()) -> list[str]:
     the token (the unit's `%d/influx-token` credential)."""
     argv = [str(binary(stage)), "--metrics-addr", metrics_addr(stage)]
     if stage == "uploader":
-        argv += ["--influx-url", f"http://127.0.0.1:{PIPELINE['influxdb']['port']}",
+        argv += ["--influx-url", store().url,
                  "--influx-token-file", str(token_file())]
     if stage == "simulator":
         argv += ["--output", str(readings_file())]
@@ -709,7 +730,9 @@ def running_components() -> list[str]:
     return [c for c in components() if running_pid(c)]
 
 
-def up(services: bool = True, build: bool = True) -> None:
+def up(services: bool = True, build: bool = True, retention_seconds: int | None = None) -> None:
+    """Starts everything; `retention_seconds` overrides the bucket's retention when the
+    store is set up (its first start)."""
     if running_components():
         raise StackError(f"the stack is already running ({', '.join(running_components())}); "
                          "`tests/local/stack status` shows it, `tests/local/stack down` stops it")
@@ -737,7 +760,7 @@ def up(services: bool = True, build: bool = True) -> None:
         start_connect(dist, wait=False)
         log(f"{len(since)} brokers up; creating topics")
         create_topics(dist)
-        start_store_wait()
+        start_store_wait(retention_seconds)
         if services:
             for stage in SERVICES:
                 start_service(stage, wait=False)
@@ -750,12 +773,6 @@ def up(services: bool = True, build: bool = True) -> None:
         down()
         raise
     log(f"stack up in {time.monotonic() - t0:.0f}s")
-
-
-def start_store_wait() -> None:
-    port = PIPELINE["influxdb"]["port"]
-    wait_for("the store (victoria-metrics) to answer /health",
-             lambda: http("GET", f"http://127.0.0.1:{port}/health")[0] == 200, 60, component="store")
 
 
 def render_ports() -> list[int]:

@@ -1,0 +1,205 @@
+"""The local stack's store: a real InfluxDB 2 (`influxd`, built once per machine by
+tests/local/build-influxdb), set up the way the appliance sets it up.
+
+The facts come from the renderer the NixOS module uses (`nixos/lib/pulsewire.nix`,
+`influxdb`): org, bucket, retention, the operator's user name, and one token per client
+with only the access it needs (the uploader may only write the bucket, Grafana may only
+read it). The appliance hands them to nixpkgs' `services.influxdb2.provision`; here the same
+facts go through InfluxDB's own API (`POST /api/v2/setup`, `POST /api/v2/authorizations`).
+Every secret is a 0600 file under `.state/secrets/`, sent in request bodies and headers,
+never on a command line.
+
+Queries use Flux over `POST /api/v2/query` and come back as typed rows: `_time` as
+nanoseconds since the epoch, floats with every digit InfluxDB stores.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import secrets
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+LOCAL_DIR = Path(__file__).resolve().parent
+BUILD = LOCAL_DIR / "build-influxdb"
+
+
+class InfluxError(RuntimeError):
+    pass
+
+
+def build() -> Path:
+    """The folder holding `influxd` and `influx`: built on first use, then cached outside
+    the checkout (see build-influxdb). Its progress goes to stderr; stdout names the folder."""
+    res = subprocess.run([str(BUILD)], stdout=subprocess.PIPE, text=True)
+    if res.returncode != 0 or not res.stdout.strip():
+        raise InfluxError(f"{BUILD.name} failed (exit {res.returncode}); see its output above")
+    return Path(res.stdout.strip().splitlines()[-1])
+
+
+def secret_file(path: Path, value: str | None = None) -> Path:
+    """Writes `value` (or a new random secret when the file does not exist yet) to a 0600
+    file; returns its path."""
+    if value is None and path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text((value if value is not None else secrets.token_urlsafe(30)) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_secret(path: Path) -> str:
+    return path.read_text().strip()
+
+
+class Store:
+    """One InfluxDB 2 server: its URL, the setup facts, and where its secrets live."""
+
+    def __init__(self, http, url: str, facts: dict, secrets_dir: Path):
+        self._http = http  # (method, url, body, headers, timeout) -> (status, body)
+        self.url = url
+        self.facts = facts
+        self.secrets = secrets_dir
+        self.org = facts["org"]
+        self.bucket = facts["bucket"]
+
+    # Where each secret is: the operator's password and token, one token per auth.
+    @property
+    def admin_password_file(self) -> Path:
+        return self.secrets / "influx-admin-password"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.secrets / "influx-admin-token"
+
+    def token_file(self, auth: str) -> Path:
+        return self.secrets / f"influx-{auth}-token"
+
+    def request(self, method: str, path: str, token_file: Path | None = None, body=None,
+                headers: dict | None = None, timeout: float = 60) -> tuple[int, bytes]:
+        h = dict(headers or {})
+        if token_file is not None:
+            h["Authorization"] = f"Token {read_secret(token_file)}"
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            body = body.encode()
+        return self._http(method, self.url + path, body, h, timeout)
+
+    def healthy(self) -> bool:
+        code, body = self.request("GET", "/health", timeout=5)
+        return code == 200 and json.loads(body).get("status") == "pass"
+
+    def set_up(self, retention_seconds: int | None = None) -> None:
+        """The first start's setup, as the appliance's: org, bucket with its retention,
+        the operator with password and token from files, and the clients' tokens. Does
+        nothing on a store that is set up already."""
+        code, body = self.request("GET", "/api/v2/setup")
+        if code != 200:
+            raise InfluxError(f"GET /api/v2/setup answered {code}: {body[:300]!r}")
+        if not json.loads(body).get("allowed"):
+            return
+        retention = self.facts["retention_seconds"] if retention_seconds is None else retention_seconds
+        code, body = self.request("POST", "/api/v2/setup", body={
+            "username": self.facts["username"],
+            "password": read_secret(secret_file(self.admin_password_file)),
+            "token": read_secret(secret_file(self.admin_token_file)),
+            "org": self.org,
+            "bucket": self.bucket,
+            "retentionPeriodSeconds": retention,
+        })
+        if code != 201:
+            raise InfluxError(f"InfluxDB setup answered {code}: {body[:300]!r}")
+        done = json.loads(body)
+        org_id, bucket_id = done["org"]["id"], done["bucket"]["id"]
+        for name, auth in sorted(self.facts["auths"].items()):
+            permissions = [
+                {"action": action, "resource": {"type": "buckets", "orgID": org_id, "id": bucket_id}}
+                for action, buckets in (("read", auth["readBuckets"]), ("write", auth["writeBuckets"]))
+                for b in buckets
+                if b == self.bucket
+            ]
+            if len(permissions) != len(auth["readBuckets"]) + len(auth["writeBuckets"]):
+                raise InfluxError(f"auth {name}: only the bucket {self.bucket!r} exists here")
+            code, body = self.request("POST", "/api/v2/authorizations", self.admin_token_file, body={
+                "orgID": org_id, "description": f"{name} - {auth['description']}", "permissions": permissions,
+            })
+            if code != 201:
+                raise InfluxError(f"creating the {name} token answered {code}: {body[:300]!r}")
+            secret_file(self.token_file(name), json.loads(body)["token"])
+
+    # ----------------------------------------------------------------------------------
+    # Reading and writing.
+    # ----------------------------------------------------------------------------------
+
+    def query_status(self, flux: str, token_file: Path | None = None) -> tuple[int, bytes]:
+        return self.request(
+            "POST", f"/api/v2/query?org={self.org}", token_file or self.admin_token_file,
+            body={"query": flux, "type": "flux",
+                  "dialect": {"header": True, "annotations": ["datatype"], "delimiter": ","}},
+            headers={"Accept": "application/csv"},
+        )
+
+    def query(self, flux: str, token_file: Path | None = None) -> list[dict]:
+        """The rows of every table a Flux query yields, typed by their annotations."""
+        code, body = self.query_status(flux, token_file)
+        if code != 200:
+            raise InfluxError(f"Flux query answered {code}: {body[:500]!r}\n{flux}")
+        return parse_csv(body.decode())
+
+    def write(self, lines: list[str], token_file: Path | None = None, precision: str = "ns",
+              bucket: str | None = None) -> tuple[int, bytes]:
+        return self.request(
+            "POST", f"/api/v2/write?org={self.org}&bucket={bucket or self.bucket}&precision={precision}",
+            token_file or self.admin_token_file, body="\n".join(lines) + "\n",
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+        )
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 with up to nine fractional digits -> nanoseconds since the epoch."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    seconds = int(datetime.fromisoformat(head).replace(tzinfo=timezone.utc).timestamp())
+    return seconds * 10**9 + int((frac + "000000000")[:9])
+
+
+_TYPES = {
+    "long": int,
+    "unsignedLong": int,
+    "double": float,
+    "boolean": lambda v: v == "true",
+    "dateTime:RFC3339": parse_time,
+    "dateTime:RFC3339Nano": parse_time,
+}
+
+
+def parse_csv(text: str) -> list[dict]:
+    """Flux's annotated CSV (datatype annotation and a header per table) as typed rows."""
+    rows: list[dict] = []
+    types: list[str] = []
+    header: list[str] | None = None
+    for row in csv.reader(io.StringIO(text)):
+        if not row or all(c == "" for c in row):
+            header = None  # a blank line ends a table
+            continue
+        if row[0] == "#datatype":
+            types, header = row, None
+            continue
+        if row[0].startswith("#"):
+            continue
+        if header is None:
+            header = row
+            continue
+        out = {}
+        for name, kind, value in zip(header[1:], types[1:], row[1:]):
+            if name in ("result", "table") or value == "":
+                continue
+            out[name] = _TYPES.get(kind, str)(value)
+        rows.append(out)
+    return rows
