@@ -4,7 +4,8 @@
 #   - InfluxDB holds exactly the statistics of provisioning/data/seed-expected.jsonl
 #     (asked with `influx query`, Flux);
 #   - Grafana serves the provisioned dashboard, its datasource health check
-#     passes, and admin/admin does not log in;
+#     passes, admin/admin does not log in, and every panel query, sent through
+#     Grafana's /api/ds/query, gives the numbers of the seed (tests/dashboards.py);
 #   - with one broker stopped, appended lines (and a malformed one) still flow
 #     through and nothing is lost or counted twice;
 #   - the uploader and Grafana start only once InfluxDB accepts their tokens;
@@ -53,7 +54,13 @@ in
     };
 
   testScript = ''
-    ${builtins.readFile ./security.py}
+    import sys
+
+    # The test's helpers, tested by `pytest tests` (tests/check).
+    sys.path[:0] = ["${./.}", "${../.}"]
+    from dashboards import csv_readings
+    from grafana_panels import check_dashboard
+    from security import rated_at_least, security_rating
 
     import csv
     import io
@@ -228,6 +235,36 @@ in
             timeout=300,
         )
         appliance.fail("curl -sSf -u admin:admin http://127.0.0.1:3000/api/dashboards/uid/pulsewire-heartrate")
+
+    with subtest("Grafana: every dashboard panel, through /api/ds/query, gives the seed's numbers"):
+        seed = csv_readings(${builtins.toJSON (lib.splitString "\n" (builtins.readFile ../../provisioning/data/seed-readings.csv))})
+        board = json.loads(appliance.succeed(
+            f"curl -sSf {auth} http://127.0.0.1:3000/api/dashboards/uid/pulsewire-heartrate"
+        ))["dashboard"]
+        minute_ms = 60_000
+        first_ms = min(t for r in seed.values() for t in r) // 10**6
+        start_ms = first_ms // minute_ms * minute_ms
+        stop_ms = start_ms + 60 * minute_ms
+
+        def ask(query, interval_ms):
+            body = {
+                "queries": [{
+                    "refId": "A", "datasource": {"uid": "pulsewire-influxdb", "type": "influxdb"},
+                    "query": query, "intervalMs": interval_ms, "maxDataPoints": 100000,
+                }],
+                "from": str(start_ms), "to": str(stop_ms),
+            }
+            appliance.succeed(f"echo {shlex.quote(json.dumps(body))} > /tmp/ds-query.json")
+            out = appliance.succeed(
+                f"curl -sSf {auth} -H 'Content-Type: application/json'"
+                " --data @/tmp/ds-query.json http://127.0.0.1:3000/api/ds/query"
+            )
+            result = json.loads(out)["results"]["A"]
+            assert "error" not in result, f"Grafana: {result['error']}\n{query}"
+            return result.get("frames", [])
+
+        ran = check_dashboard(ask, board, seed, "heart_rate", 1000)
+        print(f"{ran} panel queries through Grafana gave the seed's numbers")
 
     with subtest("every Pulsewire unit logs to the journal"):
         for unit in [u for u in units if u.startswith("pulsewire-")] + ["pulsewire-simulator.service"]:

@@ -1,5 +1,5 @@
-"""`systemd-analyze security` verdicts, parsed, for the VM tests (tests/vm/*.nix include
-this file in their test script; tests/vm/test_security.py tests it).
+"""`systemd-analyze security` verdicts, parsed, for the VM tests (tests/vm/*.nix import
+this file; tests/vm/test_security.py tests it).
 
 The verdict is a level word (systemd's src/analyze/analyze-security.c), compared as a
 level: a substring test would let "UNSAFE" pass as "SAFE".
