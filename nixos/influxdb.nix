@@ -13,6 +13,10 @@
 # First boot: the module creates the tokens with random values, restarts
 # itself and only then writes ours into its database. pulsewire-influxdb-ready
 # waits until both tokens really work; the uploader and Grafana start after it.
+#
+# The batch layer: the rollup bucket (longer retention) is provisioned here, its
+# tasks (rendered from provisioning/influxdb/rollup.flux) by the
+# pulsewire-influxdb-tasks unit, which nixpkgs' module does not do.
 {
   config,
   lib,
@@ -29,6 +33,7 @@ let
     retention_seconds
     username
     auths
+    rollups
     ;
   secrets = import ./lib/secret-paths.nix cfg;
   inherit (import ./lib/hardening.nix) common;
@@ -90,9 +95,13 @@ in
         };
         # The module copies initialSetup.passwordFile here, and opens it as influxdb2.
         users.${username}.passwordFile = lib.mkForce "${credentials}/admin-password";
-        organizations.${org}.auths = lib.mapAttrs (
-          name: auth: auth // { tokenFile = "${credentials}/${name}"; }
-        ) auths;
+        organizations.${org} = {
+          auths = lib.mapAttrs (name: auth: auth // { tokenFile = "${credentials}/${name}"; }) auths;
+          buckets.${rollups.bucket} = {
+            description = "Pulsewire rollups (batch layer)";
+            retention = icfg.rollupRetention;
+          };
+        };
       };
     };
 
@@ -102,6 +111,31 @@ in
       after = [ "pulsewire-secrets.service" ];
       requires = [ "pulsewire-secrets.service" ];
       serviceConfig.LoadCredential = lib.mapAttrsToList (name: path: "${name}:${path}") tokenCredentials;
+    };
+
+    systemd.services.pulsewire-influxdb-tasks = {
+      description = "Pulsewire: create or update the InfluxDB rollup tasks (idempotent)";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "pulsewire-influxdb-ready.service" ];
+      requires = [ "pulsewire-influxdb-ready.service" ];
+      path = [
+        pkgs.curl
+        pkgs.jq
+        pkgs.coreutils
+      ];
+      serviceConfig = common // {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ExecStart = lib.escapeShellArgs [
+          "${pkgs.bash}/bin/bash"
+          "${../provisioning/influxdb/sync-tasks}"
+          icfg.url
+          org
+          "%d/admin-token"
+          (pkgs.writeText "pulsewire-influxdb-tasks.json" (builtins.toJSON rollups.tasks))
+        ];
+        LoadCredential = [ "admin-token:${secrets.influxAdminToken}" ];
+      };
     };
 
     systemd.services.pulsewire-influxdb-ready = {

@@ -235,6 +235,12 @@ in
         default = "http://127.0.0.1:${toString cfg.influxdb.port}";
         description = "URL the uploader and Grafana use to reach InfluxDB.";
       };
+      rollupRetention = mkOption {
+        type = types.ints.unsigned;
+        default = p.influxdb.rollups.retention_seconds;
+        defaultText = lib.literalMD "five years (from pipeline.toml)";
+        description = "Seconds the rollup bucket (the batch layer: per-minute, hour and day statistics) keeps its points; 0 keeps them forever. The raw bucket keeps pipeline.toml's shorter retention.";
+      };
     };
 
     grafana = {

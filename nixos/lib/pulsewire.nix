@@ -209,11 +209,36 @@ rec {
         writeBuckets = [ pipeline.influxdb.bucket ];
       };
       pulsewire-grafana = {
-        description = "Grafana: reads the Pulsewire bucket";
-        readBuckets = [ pipeline.influxdb.bucket ];
+        description = "Grafana: reads the Pulsewire buckets";
+        readBuckets = [
+          pipeline.influxdb.bucket
+          rollups.bucket
+        ];
         writeBuckets = [ ];
       };
     };
+    inherit rollups;
+  };
+
+  # The batch layer: the rollup bucket and one InfluxDB task per window length,
+  # rendered from provisioning/influxdb/rollup.flux. Created idempotently by
+  # provisioning/influxdb/sync-tasks (a unit on the appliance, the local stack).
+  rollups = pipeline.influxdb.rollups // {
+    tasks = map (every: rec {
+      name = "pulsewire-rollup-${every}";
+      flux =
+        builtins.replaceStrings
+          [ "@NAME@" "@EVERY@" "@LATENESS@" "@RAW_BUCKET@" "@ROLLUP_BUCKET@" "@ORG@" ]
+          [
+            name
+            every
+            pipeline.influxdb.rollups.lateness
+            pipeline.influxdb.bucket
+            pipeline.influxdb.rollups.bucket
+            pipeline.influxdb.org
+          ]
+          (builtins.readFile ../../provisioning/influxdb/rollup.flux);
+    }) pipeline.influxdb.rollups.windows;
   };
 
   # Every TCP port the appliance listens on, for uniqueness checks and firewalls.

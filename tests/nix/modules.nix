@@ -259,9 +259,32 @@ h.run [
     && i.provision.initialSetup.tokenFile == "/var/lib/pulsewire-secrets/influx-admin-token"
     && auths.pulsewire-uploader.writeBuckets == [ pipeline.influxdb.bucket ]
     && auths.pulsewire-uploader.readBuckets == [ ]
-    && auths.pulsewire-grafana.readBuckets == [ pipeline.influxdb.bucket ]
+    && auths.pulsewire-grafana.readBuckets == [
+      pipeline.influxdb.bucket
+      pipeline.influxdb.rollups.bucket
+    ]
     && auths.pulsewire-grafana.writeBuckets == [ ]
     && i.settings.http-bind-address == "0.0.0.0:${toString pipeline.influxdb.port}"
+  ))
+  (check "batch layer: the rollup bucket keeps pipeline.toml's long retention" (
+    appliance.services.influxdb2.provision.organizations.${pipeline.influxdb.org}.buckets.${pipeline.influxdb.rollups.bucket}.retention
+    == pipeline.influxdb.rollups.retention_seconds
+  ))
+  (check "batch layer: one task per window, synced after InfluxDB is ready, with the admin token as a credential" (
+    let
+      u = units.pulsewire-influxdb-tasks;
+      tasksFile = builtins.head (builtins.match ".* '?(/nix/store/[^ ']*pulsewire-influxdb-tasks.json)'?$" (exec "pulsewire-influxdb-tasks"));
+    in
+    builtins.elem "pulsewire-influxdb-ready.service" u.after
+    && (sc "pulsewire-influxdb-tasks").LoadCredential == [ "admin-token:/var/lib/pulsewire-secrets/influx-admin-token" ]
+    && contains "sync-tasks" (exec "pulsewire-influxdb-tasks")
+    && contains "%d/admin-token" (exec "pulsewire-influxdb-tasks")
+    && builtins.isString tasksFile
+    && map (w: "pulsewire-rollup-${w}") pipeline.influxdb.rollups.windows == [
+      "pulsewire-rollup-1m"
+      "pulsewire-rollup-1h"
+      "pulsewire-rollup-1d"
+    ]
   ))
   (check "grafana: secrets only through $__file{} and LoadCredential" (
     let

@@ -162,4 +162,16 @@ h.run [
       ]
     )
   ))
+  (check "rollup tasks: one per window, every placeholder filled, raw bucket in, rollup bucket out" (
+    map (t: t.name) p.influxdb.rollups.tasks == map (w: "pulsewire-rollup-${w}") p.pipeline.influxdb.rollups.windows
+    && builtins.all (
+      t:
+      let
+        has = re: builtins.length (builtins.split re t.flux) > 1;
+      in
+      !(has "@[A-Z_]+@")
+      && has "from\\(bucket: \"${p.pipeline.influxdb.bucket}\"\\)"
+      && has "to\\(bucket: \"${p.pipeline.influxdb.rollups.bucket}\", org: \"${p.pipeline.influxdb.org}\"\\)"
+    ) p.influxdb.rollups.tasks
+  ))
 ]

@@ -31,6 +31,7 @@ in
   curl = package "curl" "8.16.0";
   jq = package "jq" "1.8.1";
   coreutils = package "coreutils" "9.8";
+  bash = package "bash" "5.3";
   influxdb2 = package "influxdb2" "2.7.12";
   influxdb2-cli = package "influxdb2-cli" "2.7.5";
   influxdb2-provision = package "influxdb2-provision" "1.0.0";
