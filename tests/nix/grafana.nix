@@ -14,6 +14,10 @@ let
     builtins.attrNames (builtins.readDir dashboardDir)
   );
   dashboard = builtins.fromJSON (builtins.readFile (dashboardDir + "/pulsewire-heartrate.json"));
+  history = builtins.fromJSON (builtins.readFile (dashboardDir + "/pulsewire-history.json"));
+  historyPanels = builtins.filter (p: p.type != "row") history.panels;
+  historyQueries = map (p: (builtins.head p.targets).query) historyPanels ++ map (v: v.query) history.templating.list;
+  linksTo = board: uid: builtins.any (l: l.url == "/d/${uid}") board.links;
   panels = builtins.filter (p: p.type != "row") dashboard.panels;
   targets = builtins.concatLists (map (p: p.targets) panels);
   queries = map (t: t.query) targets;
@@ -28,8 +32,25 @@ h.run [
   (check "datasource: no secret, org or bucket written here (Nix fills them in)" (
     !(datasource ? secureJsonData) && !(datasource.jsonData ? organization) && !(datasource.jsonData ? defaultBucket)
   ))
-  (check "one dashboard file, with a stable uid" (
-    dashboardFiles == [ "pulsewire-heartrate.json" ] && dashboard.uid == "pulsewire-heartrate"
+  (check "two dashboard files, with stable uids" (
+    dashboardFiles == [
+      "pulsewire-heartrate.json"
+      "pulsewire-history.json"
+    ]
+    && dashboard.uid == "pulsewire-heartrate"
+    && history.uid == "pulsewire-history"
+  ))
+  (check "the heart-rate and history dashboards link to each other" (
+    linksTo dashboard history.uid && linksTo history dashboard.uid
+  ))
+  (check "history: every query uses the provisioned datasource and finds the rollups beside v.defaultBucket" (
+    builtins.all (p: p.datasource.uid == datasource.uid) historyPanels
+    && builtins.all (q: contains "v\\.defaultBucket \\+ \"_rollups\"" q && !(contains "\"${pipeline.influxdb.bucket}" q)) historyQueries
+    && pipeline.influxdb.rollups.bucket == pipeline.influxdb.bucket + "_rollups"
+  ))
+  (check "history: fleet overview, and per sensor the trend and the percentiles" (
+    map (p: p.type) historyPanels == [ "table" "timeseries" "timeseries" ]
+    && builtins.all (p: (p.repeat or null) == "sensor") (builtins.tail historyPanels)
   ))
   (check "every panel and query uses the provisioned datasource" (
     builtins.all (p: p.datasource.uid == datasource.uid) panels
