@@ -2,10 +2,12 @@
 tests/local/build-influxdb), set up the way the appliance sets it up.
 
 The facts come from the renderer the NixOS module uses (`nixos/lib/pulsewire.nix`,
-`influxdb`): org, bucket, retention, the operator's user name, and one token per client
-with only the access it needs (the uploader may only write the bucket, Grafana may only
-read it). The appliance hands them to nixpkgs' `services.influxdb2.provision`; here the same
-facts go through InfluxDB's own API (`POST /api/v2/setup`, `POST /api/v2/authorizations`).
+`influxdb`): org, bucket, retention, the operator's user name, the rollup bucket and its
+tasks (the batch layer), and one token per client with only the access it needs (the
+uploader may only write the bucket, Grafana may only read the buckets). The appliance hands
+them to nixpkgs' `services.influxdb2.provision` and its pulsewire-influxdb-tasks unit; here
+the same facts go through InfluxDB's own API (`POST /api/v2/setup`, `/api/v2/buckets`,
+`/api/v2/authorizations`), and the tasks through the same provisioning/influxdb/sync-tasks.
 Every secret is a 0600 file under `.state/secrets/`, sent in request bodies and headers,
 never on a command line.
 
@@ -20,11 +22,13 @@ import io
 import json
 import secrets
 import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 LOCAL_DIR = Path(__file__).resolve().parent
 BUILD = LOCAL_DIR / "build-influxdb"
+SYNC_TASKS = LOCAL_DIR.parent.parent / "provisioning" / "influxdb" / "sync-tasks"
 
 
 class InfluxError(RuntimeError):
@@ -117,22 +121,70 @@ class Store:
         if code != 201:
             raise InfluxError(f"InfluxDB setup answered {code}: {body[:300]!r}")
         done = json.loads(body)
-        org_id, bucket_id = done["org"]["id"], done["bucket"]["id"]
+        org_id = done["org"]["id"]
+        bucket_ids = {self.bucket: done["bucket"]["id"]}
+        rollups = self.facts["rollups"]
+        expire = [{"type": "expire", "everySeconds": rollups["retention_seconds"]}] if rollups["retention_seconds"] else []
+        code, body = self.request("POST", "/api/v2/buckets", self.admin_token_file, body={
+            "orgID": org_id, "name": rollups["bucket"], "retentionRules": expire,
+            "description": "Pulsewire rollups (batch layer)",
+        })
+        if code != 201:
+            raise InfluxError(f"creating the bucket {rollups['bucket']} answered {code}: {body[:300]!r}")
+        bucket_ids[rollups["bucket"]] = json.loads(body)["id"]
         for name, auth in sorted(self.facts["auths"].items()):
+            unknown = set(auth["readBuckets"] + auth["writeBuckets"]) - set(bucket_ids)
+            if unknown:
+                raise InfluxError(f"auth {name}: no bucket {sorted(unknown)} here")
             permissions = [
-                {"action": action, "resource": {"type": "buckets", "orgID": org_id, "id": bucket_id}}
+                {"action": action, "resource": {"type": "buckets", "orgID": org_id, "id": bucket_ids[b]}}
                 for action, buckets in (("read", auth["readBuckets"]), ("write", auth["writeBuckets"]))
                 for b in buckets
-                if b == self.bucket
             ]
-            if len(permissions) != len(auth["readBuckets"]) + len(auth["writeBuckets"]):
-                raise InfluxError(f"auth {name}: only the bucket {self.bucket!r} exists here")
             code, body = self.request("POST", "/api/v2/authorizations", self.admin_token_file, body={
                 "orgID": org_id, "description": f"{name} - {auth['description']}", "permissions": permissions,
             })
             if code != 201:
                 raise InfluxError(f"creating the {name} token answered {code}: {body[:300]!r}")
             secret_file(self.token_file(name), json.loads(body)["token"])
+
+    def sync_tasks(self) -> None:
+        """Creates or updates the rollup tasks, as the appliance's pulsewire-influxdb-tasks
+        unit does (the same script, the same rendered tasks)."""
+        tasks = self.secrets.parent / "influx-tasks.json"
+        tasks.write_text(json.dumps(self.facts["rollups"]["tasks"]))
+        res = subprocess.run([str(SYNC_TASKS), self.url, self.org, str(self.admin_token_file), str(tasks)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise InfluxError(f"{SYNC_TASKS.name} failed: {res.stderr.strip()[-1000:]}")
+
+    def task_id(self, name: str) -> str:
+        code, body = self.request("GET", f"/api/v2/tasks?org={self.org}&name={name}", self.admin_token_file)
+        tasks = [t for t in json.loads(body).get("tasks", []) if t["name"] == name] if code == 200 else []
+        if len(tasks) != 1:
+            raise InfluxError(f"task {name}: {code} {body[:200]!r}")
+        return tasks[0]["id"]
+
+    def run_task(self, name: str, scheduled_for: str, timeout: float = 120) -> dict:
+        """Runs a task now as if scheduled for `scheduled_for` (its now()), waits for the
+        run to end and returns it; fails unless it succeeded."""
+        task = self.task_id(name)
+        code, body = self.request("POST", f"/api/v2/tasks/{task}/runs", self.admin_token_file,
+                                  body={"scheduledFor": scheduled_for})
+        if code != 201:
+            raise InfluxError(f"running task {name}: {code} {body[:300]!r}")
+        run_id = json.loads(body)["id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code, body = self.request("GET", f"/api/v2/tasks/{task}/runs?limit=100", self.admin_token_file)
+            run = next((r for r in json.loads(body).get("runs", []) if r["id"] == run_id), None)
+            if run and run.get("status") in ("success", "failed", "canceled"):
+                if run["status"] != "success":
+                    _, logs = self.request("GET", f"/api/v2/tasks/{task}/runs/{run_id}/logs", self.admin_token_file)
+                    raise InfluxError(f"task {name} run for {scheduled_for}: {run['status']}: {logs[-800:]!r}")
+                return run
+            time.sleep(0.3)
+        raise InfluxError(f"task {name} run for {scheduled_for} did not finish in {timeout:.0f}s")
 
     # ----------------------------------------------------------------------------------
     # Reading and writing.

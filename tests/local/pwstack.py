@@ -555,6 +555,7 @@ def start_store_wait(retention_seconds: int | None = None) -> None:
     wait_for("InfluxDB to answer /health", db.healthy, 60, component="store")
     try:
         db.set_up(retention_seconds)
+        db.sync_tasks()
     except influx.InfluxError as e:
         raise StackError(str(e)) from None
 

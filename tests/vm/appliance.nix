@@ -85,6 +85,7 @@ in
             "pulsewire-connect-register.service",
             "influxdb2.service",
             "pulsewire-influxdb-ready.service",
+            "pulsewire-influxdb-tasks.service",
             "grafana.service",
         ]
         + [f"pulsewire-{s}.service" for s in stages]
@@ -265,6 +266,33 @@ in
 
         ran = check_dashboard(ask, board, seed, "heart_rate", 1000)
         print(f"{ran} panel queries through Grafana gave the seed's numbers")
+
+    with subtest("batch layer: the rollup tasks exist and run successfully"):
+        appliance.succeed(
+            f"printf 'Authorization: Token %s\\n' \"$(cat {secrets}/influx-admin-token)\" > /tmp/influx-auth"
+        )
+        api = "curl -sSf -H @/tmp/influx-auth -H 'Content-Type: application/json' http://127.0.0.1:8086"
+        for window in ${builtins.toJSON pipeline.influxdb.rollups.windows}:
+            name = f"pulsewire-rollup-{window}"
+            tasks = json.loads(appliance.succeed(f"{api}/api/v2/tasks?name={name}"))["tasks"]
+            assert [t["status"] for t in tasks if t["name"] == name] == ["active"], f"{name}: {tasks}"
+            task = tasks[0]["id"]
+            if window == "1m":
+                # Scheduled every minute: a run of its own must have succeeded.
+                appliance.wait_until_succeeds(
+                    f"{api}/api/v2/tasks/{task}/runs | jq -e '[.runs[].status] | index(\"success\")'", timeout=180
+                )
+            else:
+                # Hourly and daily ones may not have come due yet: run each once now.
+                run = json.loads(appliance.succeed(f"{api}/api/v2/tasks/{task}/runs -X POST --data '{{}}'"))["id"]
+                appliance.wait_until_succeeds(
+                    f"{api}/api/v2/tasks/{task}/runs | jq -e '.runs[] | select(.id == \"{run}\") | .status == \"success\"'",
+                    timeout=120,
+                )
+        appliance.succeed(
+            f"curl -sSf {auth} http://127.0.0.1:3000/api/dashboards/uid/pulsewire-history"
+            " | jq -e '.dashboard.links[0].url == \"/d/pulsewire-heartrate\"'"
+        )
 
     with subtest("every Pulsewire unit logs to the journal"):
         for unit in [u for u in units if u.startswith("pulsewire-")] + ["pulsewire-simulator.service"]:
