@@ -36,7 +36,7 @@ let
       // specialArgs;
     };
 in
-{
+rec {
   inherit pkgs nixosSystem;
 
   # The merged `config` of the modules.
@@ -55,4 +55,17 @@ in
       failed = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
     in
     if failed == [ ] then config else throw "\nFailed assertions:\n${lib.concatMapStringsSep "\n" (m: "- ${m}") failed}";
+
+  # `build` of the whole Pulsewire module (../../nixos, everything enabled, a
+  # stand-in package) with `extra` on top: what tests/nix/refused/ evaluates.
+  buildPulsewire =
+    extra:
+    build [
+      ../../../nixos
+      {
+        services.pulsewire.package = pkgs.writeText "pulsewire" "";
+        services.pulsewire.enable = true;
+      }
+      extra
+    ];
 }

@@ -3,14 +3,5 @@
 {
   lib ? import ../lib/nixpkgs-lib.nix,
 }:
-let
-  nixos = import ../lib/eval-nixos.nix { inherit lib; };
-in
-(nixos.build [
-  ../../../nixos
-  {
-    services.pulsewire.package = nixos.pkgs.writeText "pulsewire" "";
-    services.pulsewire.enable = true;
-    services.pulsewire.influxdb.port = "8086";
-  }
-]).systemd.services.pulsewire-uploader.serviceConfig.ExecStart
+((import ../lib/eval-nixos.nix { inherit lib; }).buildPulsewire
+  { services.pulsewire.influxdb.port = "8086"; }).systemd.services.pulsewire-uploader.serviceConfig.ExecStart

@@ -3,14 +3,5 @@
 {
   lib ? import ../lib/nixpkgs-lib.nix,
 }:
-let
-  nixos = import ../lib/eval-nixos.nix { inherit lib; };
-in
-(nixos.build [
-  ../../../nixos
-  {
-    services.pulsewire.package = nixos.pkgs.writeText "pulsewire" "";
-    services.pulsewire.enable = true;
-    services.pulsewire.secrets.grafanaAdminPasswordFile = "${builtins.storeDir}/0000-password";
-  }
-]).system.stateVersion
+((import ../lib/eval-nixos.nix { inherit lib; }).buildPulsewire
+  { services.pulsewire.secrets.grafanaAdminPasswordFile = "${builtins.storeDir}/0000-password"; }).system.stateVersion

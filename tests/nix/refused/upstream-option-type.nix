@@ -4,14 +4,5 @@
 {
   lib ? import ../lib/nixpkgs-lib.nix,
 }:
-let
-  nixos = import ../lib/eval-nixos.nix { inherit lib; };
-in
-(nixos.build [
-  ../../../nixos
-  {
-    services.pulsewire.package = nixos.pkgs.writeText "pulsewire" "";
-    services.pulsewire.enable = true;
-    services.influxdb2.provision.initialSetup.retention = lib.mkForce "30d";
-  }
-]).services.influxdb2.provision.initialSetup.retention
+((import ../lib/eval-nixos.nix { inherit lib; }).buildPulsewire
+  { services.influxdb2.provision.initialSetup.retention = lib.mkForce "30d"; }).services.influxdb2.provision.initialSetup.retention
