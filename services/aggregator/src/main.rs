@@ -18,7 +18,7 @@ use clap::Parser as _;
 use pulsewire_core::config::{self, pipeline, KafkaArgs, LogArgs};
 use pulsewire_core::kafka::{self, BatchLimits, TxnStage};
 use pulsewire_core::notify::Notifier;
-use pulsewire_core::parse::Parser;
+use pulsewire_core::parse::{Parser, MAX_LINE_BYTES};
 use pulsewire_core::shutdown::Shutdown;
 
 /// Parses and validates raw heart-rate lines; valid readings go to the
@@ -73,7 +73,7 @@ struct Args {
     batch_idle_ms: u64,
 
     /// Longest accepted line in bytes; longer lines go to the DLQ as too long.
-    #[arg(long, env = "PULSEWIRE_MAX_LINE_BYTES", value_name = "BYTES", default_value = "4096",
+    #[arg(long, env = "PULSEWIRE_MAX_LINE_BYTES", value_name = "BYTES", default_value_t = MAX_LINE_BYTES,
           value_parser = config::parse_positive)]
     max_line_bytes: usize,
 
@@ -123,4 +123,17 @@ async fn main() -> anyhow::Result<()> {
     .await??;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn the_line_limit_defaults_to_the_parsers() {
+        // `replay` parses with the parser's default; the aggregator must agree.
+        let args = Args::try_parse_from(["pulsewire-aggregator"]).unwrap();
+        assert_eq!(args.max_line_bytes, MAX_LINE_BYTES);
+    }
 }

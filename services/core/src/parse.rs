@@ -34,10 +34,12 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::reading::Reading;
 
-/// The longest record accepted, in bytes. A CSV reading is about 45 bytes and
-/// its JSON envelope about 100, so anything near this bound is garbage
-/// (a binary blob, lines glued together) and is not worth parsing.
-pub const MAX_LINE_BYTES: usize = 1024;
+/// The longest record accepted, in bytes: the default of the aggregator's
+/// `--max-line-bytes` and the limit of `replay`, so both judge a line alike. A
+/// CSV reading is about 45 bytes and its JSON envelope about 100, so anything
+/// near this bound is garbage (a binary blob, lines glued together) and is not
+/// worth parsing.
+pub const MAX_LINE_BYTES: usize = 4096;
 
 /// First field of a header row, which is skipped rather than rejected.
 pub const HEADER_FIRST_FIELD: &str = "sensor_id";
