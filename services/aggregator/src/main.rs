@@ -128,7 +128,6 @@ async fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
 
     #[test]
     fn the_line_limit_defaults_to_the_parsers() {
