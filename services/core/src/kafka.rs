@@ -676,6 +676,21 @@ pub struct TxnStage {
     pub limits: BatchLimits,
 }
 
+/// The longest pause between two Kafka sessions of a stage.
+pub const SESSION_PAUSE_MAX: Duration = Duration::from_secs(30);
+
+/// The pauses between rebuilding a stage's Kafka clients after a failed
+/// session: exponential from 0.5 s, capped at [`SESSION_PAUSE_MAX`], without end.
+pub fn session_pauses() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder as _;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(SESSION_PAUSE_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 /// Runs a transactional stage until shutdown. Errors that leave the clients
 /// unusable rebuild them after a capped exponential pause; the stage only
 /// returns on shutdown.
@@ -686,13 +701,7 @@ pub fn run_transactional(
     shutdown: &Shutdown,
     notifier: &Notifier,
 ) -> anyhow::Result<()> {
-    use backoff::backoff::Backoff as _;
-    let mut pause = backoff::ExponentialBackoff {
-        initial_interval: Duration::from_millis(500),
-        max_interval: Duration::from_secs(30),
-        max_elapsed_time: None,
-        ..Default::default()
-    };
+    let mut pause = session_pauses();
     let mut ready = false;
     loop {
         let started = Instant::now();
@@ -700,7 +709,7 @@ pub fn run_transactional(
         if started.elapsed() > Duration::from_secs(60) {
             // A session that ran for a while was healthy: start the pauses
             // between rebuilds from the beginning again.
-            pause.reset();
+            pause = session_pauses();
         }
         match result {
             Ok(()) => break,
@@ -710,7 +719,7 @@ pub fn run_transactional(
             }
             Err(err) => {
                 metrics::counter!(m::ERRORS, "kind" => "session").increment(1);
-                let wait = pause.next_backoff().unwrap_or(Duration::from_secs(30));
+                let wait = pause.next().unwrap_or(SESSION_PAUSE_MAX);
                 tracing::error!(
                     error = format!("{err:#}"),
                     retry_in_ms = wait.as_millis() as u64,
@@ -864,5 +873,18 @@ mod tests {
             tpl.find_partition("raw", 0).unwrap().offset(),
             Offset::Offset(8)
         );
+    }
+
+    #[test]
+    fn session_pauses_grow_from_half_a_second_are_capped_and_never_end() {
+        let pauses: Vec<Duration> = session_pauses().take(200).collect();
+        assert_eq!(pauses.len(), 200, "the supervisor never gives up");
+        // Jitter adds up to the pause itself on top.
+        assert!(pauses[0] >= Duration::from_millis(500) && pauses[0] < Duration::from_secs(1));
+        assert!(
+            pauses.iter().all(|p| *p <= 2 * SESSION_PAUSE_MAX),
+            "{pauses:?}"
+        );
+        assert!(pauses[199] >= SESSION_PAUSE_MAX, "{:?}", pauses[199]);
     }
 }

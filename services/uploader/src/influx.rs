@@ -67,14 +67,13 @@ pub struct Retry {
 }
 
 impl Retry {
-    fn backoff(&self) -> backoff::ExponentialBackoff {
-        backoff::ExponentialBackoff {
-            initial_interval: Duration::from_millis(200),
-            max_interval: self.max_interval,
+    fn backoff(&self) -> backon::ExponentialBuilder {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(self.max_interval)
+            .with_jitter()
             // Never give up: the data is safe in Kafka until InfluxDB is back.
-            max_elapsed_time: None,
-            ..Default::default()
-        }
+            .without_max_times()
     }
 }
 
@@ -116,22 +115,28 @@ async fn write_retrying(
     points: &[DataPoint],
     retry: &Retry,
 ) -> Result<(), String> {
+    use backon::Retryable as _;
     let op = || async {
         match sink.write(points.to_vec()).await {
             None => Ok(()),
-            Some(Failure::Refused(msg)) => Err(backoff::Error::permanent(msg)),
-            Some(Failure::Transient(msg)) => Err(backoff::Error::transient(msg)),
+            Some(failure) => Err(failure),
         }
     };
-    let notify = |msg: String, wait: Duration| {
+    let notify = |failure: &Failure, wait: Duration| {
         metrics::counter!(pulsewire_core::metrics::ERRORS, "kind" => "influx_write").increment(1);
         tracing::warn!(
-            error = msg,
+            error = ?failure,
             retry_in_ms = wait.as_millis() as u64,
             "InfluxDB write failed; retrying"
         );
     };
-    backoff::future::retry_notify(retry.backoff(), op, notify).await
+    op.retry(retry.backoff())
+        .when(|failure| matches!(failure, Failure::Transient(_)))
+        .notify(notify)
+        .await
+        .map_err(|failure| match failure {
+            Failure::Refused(msg) | Failure::Transient(msg) => msg,
+        })
 }
 
 /// Writes all points; returns the indexes of the points the server refused,

@@ -52,19 +52,13 @@ pub async fn run(
     mut shutdown: Shutdown,
     notifier: Arc<Notifier>,
 ) -> anyhow::Result<()> {
-    use backoff::backoff::Backoff as _;
-    let mut pause = backoff::ExponentialBackoff {
-        initial_interval: Duration::from_millis(500),
-        max_interval: Duration::from_secs(30),
-        max_elapsed_time: None,
-        ..Default::default()
-    };
+    let mut pause = kafka::session_pauses();
     let mut ready = false;
     loop {
         let started = Instant::now();
         let result = session(settings, influx, &shutdown, &notifier, &mut ready).await;
         if started.elapsed() > Duration::from_secs(60) {
-            pause.reset();
+            pause = kafka::session_pauses();
         }
         match result {
             Ok(()) => break,
@@ -74,7 +68,7 @@ pub async fn run(
             }
             Err(err) => {
                 metrics::counter!(m::ERRORS, "kind" => "session").increment(1);
-                let wait = pause.next_backoff().unwrap_or(Duration::from_secs(30));
+                let wait = pause.next().unwrap_or(kafka::SESSION_PAUSE_MAX);
                 tracing::error!(
                     error = format!("{err:#}"),
                     retry_in_ms = wait.as_millis() as u64,
