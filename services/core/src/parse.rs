@@ -11,8 +11,9 @@
 //!    schemas) or a JSON envelope (`{"schema":..,"payload":"1,heart_rate,.."}`,
 //!    with schemas) is decoded first; then one trailing `\n` and one trailing
 //!    `\r` are dropped.
-//! 3. A blank line or a header row (first field `sensor_id`) is skipped:
-//!    `Ok(None)`.
+//! 3. A blank line or a header row ([`HEADERS`], fields trimmed) is skipped:
+//!    `Ok(None)`. Any other line starting with `sensor_id` is judged like
+//!    every line (and so rejected), never dropped silently.
 //! 4. `sensor_id,kind,timestamp,value`, split by the `csv` crate's engine (so
 //!    quoted fields work; spaces around fields are trimmed):
 //!    - `sensor_id`: a positive integer (ASCII digits only);
@@ -21,7 +22,8 @@
 //!      digits, taken as UTC, or RFC 3339 with an offset; normalised to UTC
 //!      and to a whole number of nanoseconds inside 1677-09-21..2262-04-11
 //!      (what an `i64` of nanoseconds since the epoch holds — the reading's
-//!      identity, see [`Reading::key`]);
+//!      identity, see [`Reading::key`] — less the two lowest values and the
+//!      highest, which InfluxDB refuses);
 //!    - `value`: an integer inside the kind's inclusive range.
 //!
 //! Everything else is a [`Rejection`] whose `Display` text is the reason
@@ -41,8 +43,16 @@ use crate::reading::Reading;
 /// worth parsing.
 pub const MAX_LINE_BYTES: usize = 4096;
 
-/// First field of a header row, which is skipped rather than rejected.
-pub const HEADER_FIRST_FIELD: &str = "sensor_id";
+/// Header rows, which are skipped rather than rejected: the seed's and ours.
+pub const HEADERS: [[&str; 4]; 2] = [
+    ["sensor_id", "data_type", "timestamp", "value"],
+    ["sensor_id", "kind", "timestamp", "value"],
+];
+
+/// The event times InfluxDB stores, in nanoseconds since the epoch: an `i64`
+/// but for its two lowest values and its highest (its `MinNanoTime` and
+/// `MaxNanoTime`).
+pub const TIME_NS: std::ops::RangeInclusive<i64> = (i64::MIN + 2)..=(i64::MAX - 1);
 
 /// The representable range of event times, for the rejection text.
 const TIME_RANGE: &str = "outside 1677-09-21..2262-04-11 UTC";
@@ -210,7 +220,7 @@ impl Parser {
 
         let mut out = vec![0; line.len()];
         let fields = split_csv(line, &mut out)?;
-        if fields.first() == Some(&HEADER_FIRST_FIELD) {
+        if HEADERS.iter().any(|header| fields[..] == header[..]) {
             return Ok(None);
         }
         let [id, kind, time, value] = fields[..] else {
@@ -394,6 +404,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, Rejection> {
     // nanosecond clock).
     let ns = time
         .timestamp_nanos_opt()
+        .filter(|ns| TIME_NS.contains(ns))
         .ok_or_else(|| impossible(TIME_RANGE))?;
     Ok(DateTime::from_timestamp_nanos(ns))
 }

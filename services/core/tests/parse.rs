@@ -165,10 +165,49 @@ fn blank_lines_and_header_rows_are_skipped() {
         "sensor_id,data_type,timestamp,value",
         "sensor_id,data_type,timestamp,value\r",
         "sensor_id,kind,timestamp,value",
-        "sensor_id",
+        " sensor_id , data_type,timestamp ,value",
     ] {
         assert_eq!(parse(line), Ok(None), "{line:?}");
     }
+}
+
+#[test]
+fn a_line_starting_with_sensor_id_that_is_no_header_is_rejected() {
+    // Such lines used to be skipped without a trace.
+    for (line, reason) in [
+        (
+            "sensor_id,this,is,garbage,with,six",
+            "wrong column count: expected 4, got 6",
+        ),
+        ("sensor_id", "wrong column count: expected 4, got 1"),
+        (
+            "sensor_id,heart_rate,2024-06-19 13:58:37,80",
+            "bad sensor id \"sensor_id\": not a positive integer",
+        ),
+    ] {
+        assert_eq!(parse(line).unwrap_err().to_string(), reason, "{line:?}");
+    }
+}
+
+#[test]
+fn times_influxdb_cannot_store_are_impossible() {
+    // i64::MAX ns is 2262-04-11T23:47:16.854775807Z, i64::MIN ns
+    // 1677-09-21T00:12:43.145224192Z; InfluxDB refuses both and MIN + 1.
+    let at = |time: &str| parse(&format!("1,heart_rate,{time},80"));
+    for time in [
+        "2262-04-11T23:47:16.854775807Z",
+        "1677-09-21T00:12:43.145224192Z",
+        "1677-09-21T00:12:43.145224193Z",
+    ] {
+        assert_eq!(
+            at(time).unwrap_err().to_string(),
+            format!("impossible time \"{time}\": outside 1677-09-21..2262-04-11 UTC")
+        );
+    }
+    let last = at("2262-04-11T23:47:16.854775806Z").unwrap().unwrap();
+    assert_eq!(last.time_ns(), i64::MAX - 1);
+    let first = at("1677-09-21T00:12:43.145224194Z").unwrap().unwrap();
+    assert_eq!(first.time_ns(), i64::MIN + 2);
 }
 
 #[test]
