@@ -19,6 +19,12 @@
 //! logs why, and idles. To go on, an operator either raises the limit, or
 //! stops the simulator, points it and a new connector at a new file, and
 //! deletes the old file once Connect has read it to the end.
+//!
+//! A write cut short (a full disk, a crash) can leave the file ending in part
+//! of a line. The next append would join the next line onto it, silently
+//! corrupting a reading; so a file that does not end in a newline gets one
+//! first, and the torn part becomes a line of its own, which the aggregator
+//! sends to the DLQ with its reason.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -44,6 +50,8 @@ pub enum Sink {
         size: u64,
         /// 0: no limit.
         max: u64,
+        /// The file ends in part of a line: end it before appending.
+        torn: bool,
     },
     Kafka {
         producer: FutureProducer,
@@ -65,11 +73,20 @@ impl Sink {
             .await
             .with_context(|| format!("stat {}", path.display()))?
             .len();
+        let torn = size > 0 && last_byte(path).await? != b'\n';
+        if torn {
+            tracing::warn!(
+                file = %path.display(),
+                "the file ends in part of a line (a cut-short write); it is ended with a \
+                 newline before the next line, and goes to the DLQ as a line of its own"
+            );
+        }
         Ok(Self::File {
             file: tokio::io::BufWriter::with_capacity(256 * 1024, file),
             path: path.to_path_buf(),
             size,
             max,
+            torn,
         })
     }
 
@@ -82,8 +99,10 @@ impl Sink {
                 path,
                 size,
                 max,
+                torn,
             } => {
-                let bytes: u64 = lines.iter().map(|l| l.len() as u64).sum();
+                let bytes: u64 =
+                    lines.iter().map(|l| l.len() as u64).sum::<u64>() + u64::from(*torn);
                 if would_pass(*size, bytes, *max) {
                     return Err(Full {
                         path: path.clone(),
@@ -93,6 +112,9 @@ impl Sink {
                     }
                     .into());
                 }
+                if *torn {
+                    file.write_all(b"\n").await?;
+                }
                 for line in lines {
                     file.write_all(line.as_bytes()).await?;
                 }
@@ -100,6 +122,7 @@ impl Sink {
                     .await
                     .with_context(|| format!("writing {}", path.display()))?;
                 *size += bytes;
+                *torn = false;
                 Ok(())
             }
             Self::Kafka { producer, topic } => {
@@ -117,6 +140,18 @@ impl Sink {
             }
         }
     }
+}
+
+/// The last byte of a non-empty file.
+async fn last_byte(path: &Path) -> anyhow::Result<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    file.seek(std::io::SeekFrom::End(-1)).await?;
+    let mut byte = [0u8];
+    file.read_exact(&mut byte).await?;
+    Ok(byte[0])
 }
 
 /// Whether appending `more` bytes to a file of `size` passes `max` (0 = no limit).
@@ -148,6 +183,29 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "old\nabc\n",
             "appended, never truncated"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_ended_not_joined() {
+        let path = std::env::temp_dir().join(format!("pw-sim-torn-{}.csv", std::process::id()));
+        std::fs::write(
+            &path,
+            "1,heart_rate,2024-06-19 13:58:37,80\n2,heart_rate,2024-06",
+        )
+        .unwrap();
+        let mut sink = Sink::file(&path, 0).await.unwrap();
+        sink.write_batch(&["3,heart_rate,2024-06-19 13:58:38,70\n".into()])
+            .await
+            .unwrap();
+        sink.write_batch(&["4,heart_rate,2024-06-19 13:58:39,71\n".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "1,heart_rate,2024-06-19 13:58:37,80\n2,heart_rate,2024-06\n\
+             3,heart_rate,2024-06-19 13:58:38,70\n4,heart_rate,2024-06-19 13:58:39,71\n"
         );
         std::fs::remove_file(&path).unwrap();
     }
