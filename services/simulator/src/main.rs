@@ -6,6 +6,7 @@
 //! existing CSV's lines instead of simulated ones. The model is in [`fleet`].
 
 mod fleet;
+mod progress;
 mod sink;
 
 use std::net::SocketAddr;
@@ -173,11 +174,14 @@ async fn main() -> anyhow::Result<()> {
     let notifier = Notifier::from_env();
     let mut shutdown = Shutdown::listen()?;
 
+    // A replay into the file goes on where an earlier run stopped (progress.rs).
+    let mut progress = None;
     let (mut source, interval) = match &args.replay {
         Some(path) => {
             let file = tokio::fs::File::open(path)
                 .await
                 .with_context(|| format!("cannot read --replay {}", path.display()))?;
+            let bytes = file.metadata().await?.len();
             // Batches of ~0.1 s worth of lines keep pacing smooth.
             let per_batch = if args.fast {
                 1000
@@ -185,7 +189,18 @@ async fn main() -> anyhow::Result<()> {
                 (args.rate / 10.0).ceil().max(1.0) as usize
             };
             let interval = Duration::from_secs_f64(per_batch as f64 / args.rate);
-            let lines = tokio::io::BufReader::new(file).lines();
+            let mut lines = tokio::io::BufReader::new(file).lines();
+            if !args.kafka {
+                let at = progress::Progress::file_for(&args.output);
+                let done = progress::Progress::load(&at, path, bytes)?;
+                if done.lines > 0 {
+                    tracing::info!(lines = done.lines, progress = %at.display(), "resuming the replay");
+                }
+                for _ in 0..done.lines {
+                    lines.next_line().await?;
+                }
+                progress = Some((done, at));
+            }
             (Source::Replay { lines, per_batch }, interval)
         }
         None => {
@@ -270,7 +285,11 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
         match sink.write_batch(&lines).await {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some((done, at)) = &mut progress {
+                    done.advance(lines.len(), at)?;
+                }
+            }
             Err(err) if err.is::<sink::Full>() => {
                 metrics::gauge!("pulsewire_simulator_file_full").set(1.0);
                 tracing::error!(
