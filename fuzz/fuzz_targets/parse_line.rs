@@ -6,7 +6,7 @@
 
 use chrono::DateTime;
 use libfuzzer_sys::fuzz_target;
-use pulsewire_core::parse::{KindRule, Parser, MAX_LINE_BYTES};
+use pulsewire_model::parse::{KindRule, Parser, MAX_LINE_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let parser = Parser::new(vec![
@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(None) => {}
         Err(rejection) => {
             assert!(!rejection.to_string().is_empty());
-            assert!(pulsewire_core::parse::Rejection::CODES.contains(&rejection.reason_code()));
+            assert!(pulsewire_model::parse::Rejection::CODES.contains(&rejection.reason_code()));
         }
     }
 });

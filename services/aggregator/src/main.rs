@@ -1,11 +1,11 @@
 //! `pulsewire-aggregator`: raw CSV lines from Kafka Connect → typed readings.
 //!
 //! Consumes the raw topic, parses and validates every line with
-//! [`pulsewire_core::parse::Parser`], produces each valid reading as JSON keyed
+//! [`pulsewire_model::parse::Parser`], produces each valid reading as JSON keyed
 //! by its sensor id to the readings topic, and each rejected line to the DLQ
 //! with its reason and source position. Exactly once: outputs and input
 //! offsets are committed in one Kafka transaction (see
-//! [`pulsewire_core::kafka`]). This file is only flags and wiring; the
+//! [`pulsewire_runtime::kafka`]). This file is only flags and wiring; the
 //! per-record logic is in [`stage`].
 
 mod stage;
@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser as _;
-use pulsewire_core::config::{self, pipeline, KafkaArgs, LogArgs};
-use pulsewire_core::kafka::{self, BatchLimits, TxnStage};
-use pulsewire_core::notify::Notifier;
-use pulsewire_core::parse::{Parser, MAX_LINE_BYTES};
-use pulsewire_core::shutdown::Shutdown;
+use pulsewire_model::parse::{Parser, MAX_LINE_BYTES};
+use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
+use pulsewire_runtime::kafka::{self, BatchLimits, TxnStage};
+use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::shutdown::Shutdown;
 
 /// Parses and validates raw heart-rate lines; valid readings go to the
 /// readings topic keyed by sensor id, rejected lines to the dead-letter topic.
@@ -90,8 +90,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    pulsewire_core::telemetry::init(&args.log)?;
-    pulsewire_core::metrics::install(args.metrics_addr)?;
+    pulsewire_runtime::telemetry::init(&args.log)?;
+    pulsewire_runtime::metrics::install(args.metrics_addr)?;
     let notifier = Arc::new(Notifier::from_env());
     let shutdown = Shutdown::listen()?;
 

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use pulsewire_core::dlq::DlqRecord;
-use pulsewire_core::kafka::{Output, Transform};
-use pulsewire_core::metrics as m;
-use pulsewire_core::parse::Parser;
-use pulsewire_core::reading::Reading;
+use pulsewire_model::dlq::DlqRecord;
+use pulsewire_model::parse::Parser;
+use pulsewire_model::reading::Reading;
+use pulsewire_runtime::kafka::{Output, Transform};
+use pulsewire_runtime::metrics as m;
 use rdkafka::message::{BorrowedMessage, Message};
 
 pub const STAGE: &str = "aggregator";
@@ -119,7 +119,7 @@ impl Transform for Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pulsewire_core::parse::KindRule;
+    use pulsewire_model::parse::KindRule;
 
     fn stage() -> Aggregate {
         let parser = Parser::new(vec![KindRule::new("heart_rate", 30, 250)]);

@@ -1,7 +1,7 @@
 //! `pulsewire-processor`: readings → exact running statistics per (sensor, kind).
 //!
 //! Consumes the readings topic, folds each reading into its (sensor, kind)
-//! state with [`pulsewire_core::state::StateTable`], and produces the reading
+//! state with [`pulsewire_model::state::StateTable`], and produces the reading
 //! with its updated statistics to the stats topic, keyed by sensor id. The
 //! state lives in a compacted changelog topic written in the same Kafka
 //! transaction as the outputs and the input offsets, so after any crash the
@@ -9,7 +9,7 @@
 //! committed batch (see [`stage`]).
 //!
 //! `pulsewire-processor replay FILE` runs the same parse → validate →
-//! statistics path over a CSV file without Kafka ([`pulsewire_core::replay`]).
+//! statistics path over a CSV file without Kafka ([`pulsewire_model::replay`]).
 
 mod stage;
 
@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser as _;
-use pulsewire_core::config::{self, pipeline, KafkaArgs, LogArgs};
-use pulsewire_core::kafka::{self, BatchLimits, TxnStage};
-use pulsewire_core::notify::Notifier;
-use pulsewire_core::parse::Parser;
-use pulsewire_core::shutdown::Shutdown;
+use pulsewire_model::parse::Parser;
+use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
+use pulsewire_runtime::kafka::{self, BatchLimits, TxnStage};
+use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::shutdown::Shutdown;
 
 /// Keeps exact running statistics (count, min, max, mean, latest value) per
 /// sensor and kind, exactly once, with its state in a compacted Kafka topic.
@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Replay { file }) = &args.command {
         // No logging setup: stdout and stderr carry replay's JSON only.
         let parser = Parser::new(pipeline().kind_rules());
-        return pulsewire_core::replay::run(
+        return pulsewire_model::replay::run(
             file,
             &parser,
             args.dedup_window,
@@ -129,8 +129,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    pulsewire_core::telemetry::init(&args.log)?;
-    pulsewire_core::metrics::install(args.metrics_addr)?;
+    pulsewire_runtime::telemetry::init(&args.log)?;
+    pulsewire_runtime::metrics::install(args.metrics_addr)?;
     let notifier = Arc::new(Notifier::from_env());
     let shutdown = Shutdown::listen()?;
 

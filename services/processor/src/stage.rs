@@ -23,14 +23,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use pulsewire_core::config::KafkaArgs;
-use pulsewire_core::dlq::DlqRecord;
-use pulsewire_core::kafka::{self, Output, Transform};
-use pulsewire_core::metrics as m;
-use pulsewire_core::notify::Notifier;
-use pulsewire_core::reading::{Reading, StatsRecord};
-use pulsewire_core::shutdown::Shutdown;
-use pulsewire_core::state::{Applied, SensorState, StateTable};
+use pulsewire_model::dlq::DlqRecord;
+use pulsewire_model::reading::{Reading, StatsRecord};
+use pulsewire_model::state::{Applied, SensorState, StateTable};
+use pulsewire_runtime::config::KafkaArgs;
+use pulsewire_runtime::kafka::{self, Output, Transform};
+use pulsewire_runtime::metrics as m;
+use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::shutdown::Shutdown;
 use rdkafka::message::{BorrowedMessage, Message};
 
 pub const STAGE: &str = "processor";

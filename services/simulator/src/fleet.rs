@@ -86,7 +86,7 @@ impl Fleet {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use pulsewire_core::parse::{KindRule, Parser};
+    use pulsewire_model::parse::{KindRule, Parser};
 
     fn run(seed: u64, ticks: u32) -> Vec<String> {
         let mut fleet = Fleet::new(10, seed);

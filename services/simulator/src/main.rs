@@ -16,10 +16,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Parser as _;
-use pulsewire_core::config::{self, pipeline, KafkaArgs, LogArgs};
-use pulsewire_core::metrics as m;
-use pulsewire_core::notify::Notifier;
-use pulsewire_core::shutdown::Shutdown;
+use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
+use pulsewire_runtime::metrics as m;
+use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::shutdown::Shutdown;
 use tokio::io::AsyncBufReadExt as _;
 
 /// Simulates smartwatches (resting baseline, random walk, activity bursts,
@@ -169,8 +169,8 @@ impl Source {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    pulsewire_core::telemetry::init(&args.log)?;
-    pulsewire_core::metrics::install(args.metrics_addr)?;
+    pulsewire_runtime::telemetry::init(&args.log)?;
+    pulsewire_runtime::metrics::install(args.metrics_addr)?;
     let notifier = Notifier::from_env();
     let mut shutdown = Shutdown::listen()?;
 
@@ -227,12 +227,13 @@ async fn main() -> anyhow::Result<()> {
 
     let mut sink = if args.kafka {
         let producer =
-            pulsewire_core::kafka::idempotent_producer(&args.kafka_args, "pulsewire-simulator")?;
+            pulsewire_runtime::kafka::idempotent_producer(&args.kafka_args, "pulsewire-simulator")?;
         // Readiness for --kafka: the brokers answer for the raw topic.
         let metadata: rdkafka::consumer::BaseConsumer =
-            pulsewire_core::kafka::base_config(&args.kafka_args, "pulsewire-simulator").create()?;
+            pulsewire_runtime::kafka::base_config(&args.kafka_args, "pulsewire-simulator")
+                .create()?;
         tokio::task::block_in_place(|| {
-            pulsewire_core::kafka::topic_partitions(&metadata, &args.raw_topic)
+            pulsewire_runtime::kafka::topic_partitions(&metadata, &args.raw_topic)
         })?;
         sink::Sink::Kafka {
             producer,

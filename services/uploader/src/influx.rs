@@ -123,7 +123,8 @@ async fn write_retrying(
         }
     };
     let notify = |failure: &Failure, wait: Duration| {
-        metrics::counter!(pulsewire_core::metrics::ERRORS, "kind" => "influx_write").increment(1);
+        metrics::counter!(pulsewire_runtime::metrics::ERRORS, "kind" => "influx_write")
+            .increment(1);
         tracing::warn!(
             error = ?failure,
             retry_in_ms = wait.as_millis() as u64,

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser as _;
-use pulsewire_core::config::{self, pipeline, KafkaArgs, LogArgs};
-use pulsewire_core::kafka::BatchLimits;
-use pulsewire_core::notify::Notifier;
-use pulsewire_core::shutdown::Shutdown;
+use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
+use pulsewire_runtime::kafka::BatchLimits;
+use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::shutdown::Shutdown;
 
 /// Writes every reading with its statistics to InfluxDB 2 (measurement =
 /// kind, tag sensor_id, fields value/mean/min/max/count, time = event time).
@@ -125,12 +125,12 @@ fn parse_url(value: &str) -> Result<String, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    pulsewire_core::telemetry::init(&args.log)?;
+    pulsewire_runtime::telemetry::init(&args.log)?;
     let token = config::influx_token(
         args.influx_token_file.as_deref(),
         std::env::var(config::INFLUX_TOKEN_ENV).ok(),
     )?;
-    pulsewire_core::metrics::install(args.metrics_addr)?;
+    pulsewire_runtime::metrics::install(args.metrics_addr)?;
     let notifier = Arc::new(Notifier::from_env());
     let shutdown = Shutdown::listen()?;
 

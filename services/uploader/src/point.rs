@@ -9,7 +9,7 @@
 //! idempotent, which is what makes at-least-once delivery into InfluxDB exact.
 
 use influxdb2::models::DataPoint;
-use pulsewire_core::reading::StatsRecord;
+use pulsewire_model::reading::StatsRecord;
 
 pub fn point(record: &StatsRecord) -> anyhow::Result<DataPoint> {
     let stats = &record.stats;
@@ -42,8 +42,8 @@ pub fn line_protocol(points: &[DataPoint]) -> String {
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
-    use pulsewire_core::reading::Reading;
-    use pulsewire_core::stats::Stats;
+    use pulsewire_model::reading::Reading;
+    use pulsewire_model::stats::Stats;
 
     fn record(value: i64, count: u64, sum: i128) -> StatsRecord {
         let time = Utc.with_ymd_and_hms(2024, 6, 19, 13, 58, 41).unwrap()

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::parse::KindRule;
+use pulsewire_model::parse::KindRule;
 
 /// The text of `provisioning/pipeline.toml`, as built into this binary.
 pub const PIPELINE_TOML: &str = include_str!("../../../provisioning/pipeline.toml");

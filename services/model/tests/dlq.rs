@@ -2,7 +2,7 @@
 
 mod common;
 
-use pulsewire_core::dlq::DlqRecord;
+use pulsewire_model::dlq::DlqRecord;
 
 #[test]
 fn utf8_raw_is_text_and_other_bytes_are_base64_too() {

@@ -4,8 +4,8 @@ mod common;
 
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
-use pulsewire_core::reading::Reading;
-use pulsewire_core::state::{Applied, SensorState, StateTable};
+use pulsewire_model::reading::Reading;
+use pulsewire_model::state::{Applied, SensorState, StateTable};
 
 fn reading(sensor_id: u64, kind: &str, ns: i64, value: i64) -> Reading {
     Reading {
@@ -16,7 +16,7 @@ fn reading(sensor_id: u64, kind: &str, ns: i64, value: i64) -> Reading {
     }
 }
 
-fn counted(applied: Applied) -> pulsewire_core::stats::Stats {
+fn counted(applied: Applied) -> pulsewire_model::stats::Stats {
     match applied {
         Applied::Counted(stats) => stats,
         other => panic!("expected Counted, got {other:?}"),

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use pulsewire_core::replay::{self, Totals};
+use pulsewire_model::replay::{self, Totals};
 use serde_json::Value;
 
 fn run_file(path: &Path) -> (String, String) {

@@ -3,8 +3,8 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use pulsewire_core::parse::{KindRule, Parser, Rejection, MAX_LINE_BYTES};
-use pulsewire_core::reading::Reading;
+use pulsewire_model::parse::{KindRule, Parser, Rejection, MAX_LINE_BYTES};
+use pulsewire_model::reading::Reading;
 
 fn parse(line: &str) -> Result<Option<Reading>, Rejection> {
     common::parser().parse(line.as_bytes())

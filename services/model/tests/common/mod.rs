@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use pulsewire_core::parse::{KindRule, Parser};
+use pulsewire_model::parse::{KindRule, Parser};
 
 /// `provisioning/` at the repository root.
 pub fn provisioning() -> PathBuf {

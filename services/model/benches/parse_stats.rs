@@ -3,13 +3,13 @@
 //! window). Criterion reports throughput in elements (readings) per second,
 //! on one core: the benchmark is single-threaded.
 //!
-//! `cargo bench -p pulsewire-core --bench parse_stats`
+//! `cargo bench -p pulsewire-model --bench parse_stats`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pulsewire_core::parse::{KindRule, Parser};
-use pulsewire_core::state::StateTable;
+use pulsewire_model::parse::{KindRule, Parser};
+use pulsewire_model::state::StateTable;
 
 const LINES: usize = 100_000;
 const SENSORS: u64 = 100;

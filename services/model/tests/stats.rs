@@ -5,8 +5,8 @@ mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
-use pulsewire_core::reading::{Reading, StatsRecord};
-use pulsewire_core::stats::Stats;
+use pulsewire_model::reading::{Reading, StatsRecord};
+use pulsewire_model::stats::Stats;
 
 fn at(ns: i64) -> DateTime<Utc> {
     Utc.timestamp_nanos(ns)

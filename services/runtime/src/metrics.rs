@@ -19,7 +19,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 pub const RECORDS_IN: &str = "pulsewire_records_in_total";
 /// Records produced (or points written), by destination.
 pub const RECORDS_OUT: &str = "pulsewire_records_out_total";
-/// Lines rejected by validation, by `reason` ([`crate::parse::Rejection::reason_code`]).
+/// Lines rejected by validation, by `reason` ([`pulsewire_model::parse::Rejection::reason_code`]).
 pub const REJECTED: &str = "pulsewire_rejected_total";
 /// Blank lines and header rows: skipped on purpose, not errors.
 pub const SKIPPED: &str = "pulsewire_skipped_total";

@@ -6,9 +6,9 @@
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
-//! use pulsewire_core::parse::{KindRule, Parser};
+//! use pulsewire_model::parse::{KindRule, Parser};
 //! let parser = Parser::new(vec![KindRule::new("heart_rate", 30, 250)]);
-//! pulsewire_core::replay::run(
+//! pulsewire_model::replay::run(
 //!     std::path::Path::new("readings.csv"),
 //!     &parser,
 //!     1024, // dedup_window from pipeline.toml
