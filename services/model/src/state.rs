@@ -36,7 +36,7 @@
 //! object with a version field `"v": 2` and `recent` packed into one string,
 //! `recent_packed` (see [`pack_times`]): ascending times as a decimal unit,
 //! a count, the first time, the first gap, and then how much each gap
-//! differs from the one before, as LEB128 varints, base64. Sensors report
+//! differs from the one before, as protobuf varints, base64. Sensors report
 //! at a steady pace, so those differences are small: readings exactly one
 //! second apart take 1 byte per time (~1.5 KiB of record for a full window
 //! of 1024 instead of ~20 KiB), a jitter of a few milliseconds 2-3 bytes.
@@ -48,6 +48,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use anyhow::Context as _;
 use base64::Engine as _;
+use integer_encoding::VarInt;
 use serde::{Deserialize, Serialize};
 
 use crate::reading::Reading;
@@ -294,10 +295,11 @@ const POW10: [u64; 10] = [
 
 /// Packs ascending, distinct times (ns): a byte `e` (the unit is `10^e` ns,
 /// the largest power of ten up to a second dividing every time), the count,
-/// the first time in units (zigzag), the first gap in units, then for every
-/// further time how its gap differs from the previous gap (zigzag, in
-/// wrapping `u64` arithmetic, so any `i64` times round-trip exactly); every
-/// number after `e` an unsigned LEB128 varint.
+/// the first time in units (signed), the first gap in units, then for every
+/// further time how its gap differs from the previous gap (signed, in
+/// wrapping `u64` arithmetic, so any `i64` times round-trip exactly). Every
+/// number after `e` is a protobuf varint ([`integer_encoding`]): unsigned
+/// LEB128, signed ones zigzag-mapped first so small negatives stay short.
 pub fn pack_times(times: impl ExactSizeIterator<Item = i64> + Clone) -> Vec<u8> {
     let mut e = POW10.len() - 1;
     for t in times.clone() {
@@ -311,19 +313,19 @@ pub fn pack_times(times: impl ExactSizeIterator<Item = i64> + Clone) -> Vec<u8> 
     let unit = POW10[e];
     let mut out = Vec::with_capacity(4 + times.len() * 2);
     out.push(e as u8);
-    put_varint(&mut out, times.len() as u64);
+    put(&mut out, times.len() as u64);
     let mut iter = times;
     let Some(first) = iter.next() else {
         return out;
     };
-    // Divisible by the unit: exact. Zigzag keeps negatives short.
-    put_varint(&mut out, zigzag(first / unit as i64));
+    // Divisible by the unit: exact.
+    put(&mut out, first / unit as i64);
     let (mut prev, mut prev_gap) = (first, None::<u64>);
     for t in iter {
         let gap = t.abs_diff(prev) / unit;
         match prev_gap {
-            None => put_varint(&mut out, gap),
-            Some(p) => put_varint(&mut out, zigzag(gap.wrapping_sub(p) as i64)),
+            None => put(&mut out, gap),
+            Some(p) => put(&mut out, gap.wrapping_sub(p) as i64),
         }
         (prev, prev_gap) = (t, Some(gap));
     }
@@ -337,22 +339,21 @@ pub fn unpack_times(bytes: &[u8]) -> anyhow::Result<VecDeque<i64>> {
     let unit = *POW10
         .get(usize::from(e))
         .with_context(|| format!("unit exponent {e} out of range"))?;
-    let count = get_varint(&mut rest)?;
+    let count: u64 = take(&mut rest)?;
     let mut times = VecDeque::new();
     let mut prev: Option<(i64, Option<u64>)> = None;
     for _ in 0..count {
-        let n = get_varint(&mut rest)?;
         let (t, gap) = match prev {
             None => {
-                let t = unzigzag(n)
+                let t = take::<i64>(&mut rest)?
                     .checked_mul(unit as i64)
                     .context("time out of range")?;
                 (t, None)
             }
             Some((p, prev_gap)) => {
                 let gap = match prev_gap {
-                    None => n,
-                    Some(g) => g.wrapping_add(unzigzag(n) as u64),
+                    None => take(&mut rest)?,
+                    Some(g) => g.wrapping_add(take::<i64>(&mut rest)? as u64),
                 };
                 anyhow::ensure!(gap > 0, "times are not ascending");
                 let step = gap.checked_mul(unit).context("gap out of range")?;
@@ -374,35 +375,15 @@ fn ascending_times<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VecDeque<i6
     Ok(times.into_iter().collect())
 }
 
-fn zigzag(n: i64) -> u64 {
-    ((n << 1) ^ (n >> 63)) as u64
+fn put(out: &mut Vec<u8>, n: impl VarInt) {
+    out.extend_from_slice(&n.encode_var_vec());
 }
 
-fn unzigzag(n: u64) -> i64 {
-    ((n >> 1) as i64) ^ -((n & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-fn get_varint(bytes: &mut &[u8]) -> anyhow::Result<u64> {
-    let mut n: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = bytes.split_first().context("truncated varint")?;
-        *bytes = rest;
-        let low = u64::from(b & 0x7f);
-        anyhow::ensure!(shift < 63 || low <= 1, "varint overflows 64 bits");
-        n |= low << shift;
-        if b & 0x80 == 0 {
-            return Ok(n);
-        }
-    }
-    anyhow::bail!("varint longer than 10 bytes")
+/// The next varint of `bytes`, which then starts after it.
+fn take<V: VarInt>(bytes: &mut &[u8]) -> anyhow::Result<V> {
+    let (n, len) = V::decode_var(bytes).context("truncated or overlong varint")?;
+    *bytes = &bytes[len..];
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -502,6 +483,14 @@ mod tests {
         );
         // A second gap of 3 - 3 = 0 (zigzag(-3) = 5) is refused.
         assert!(unpack_times(&[0, 3, 2, 3, 5]).is_err());
+        // The writer's bytes are the v2 records already in changelogs, byte for
+        // byte: 1 s steps in seconds (e = 9), and a negative first time.
+        assert_eq!(pack_times([1, 4, 5].into_iter()), [0, 3, 2, 3, 3]);
+        let seconds = [-2_000_000_000, -1_000_000_000, 0, 1_000_000_000];
+        assert_eq!(pack_times(seconds.into_iter()), [9, 4, 3, 1, 0, 0]);
+        assert!(
+            unpack_times(&[0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2]).is_err()
+        );
     }
 
     proptest! {
