@@ -9,10 +9,12 @@
 //! - [`reading`]: the reading and the record the processor emits with it.
 //! - [`stats`]: exact per-(sensor, kind) statistics.
 //! - [`state`]: the processor's state table (statistics plus the duplicate
-//!   window) and its changelog records.
+//!   window).
+//! - [`changelog`]: the state's record in the compacted changelog topic.
 //! - [`dlq`]: the dead-letter record every stage writes for input it refuses.
 //! - [`replay`]: the aggregator's and processor's path over a file, offline.
 
+pub mod changelog;
 pub mod dlq;
 pub mod parse;
 pub mod reading;

@@ -1,0 +1,326 @@
+//! The processor's state in its compacted changelog topic: one record per
+//! (sensor, kind), keyed by [`SensorState::changelog_key`].
+//!
+//! `serde_json` of a [`SensorState`] spells `recent` as a JSON array, about
+//! 20 bytes per remembered time, ~20 KiB with a full window of 1024. The
+//! processor writes one record per changed (sensor, kind) per batch, so with
+//! 1,000 sensors that was ~20 MB per batch, more than the stats themselves.
+//! The changelog therefore uses [`SensorState::to_changelog`]: the same JSON
+//! object with a version field `"v": 2` and `recent` packed into one string,
+//! `recent_packed`: ascending times as a decimal unit,
+//! a count, the first time, the first gap, and then how much each gap
+//! differs from the one before, as protobuf varints, base64. Sensors report
+//! at a steady pace, so those differences are small: readings exactly one
+//! second apart take 1 byte per time (~1.5 KiB of record for a full window
+//! of 1024 instead of ~20 KiB), a jitter of a few milliseconds 2-3 bytes.
+//! [`SensorState::from_changelog`] reads both this and the version-less
+//! JSON written before it, so an existing changelog restores unchanged.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use integer_encoding::VarInt;
+use serde::{Deserialize, Serialize};
+
+use crate::state::SensorState;
+use crate::stats::Stats;
+
+impl SensorState {
+    /// The key of this state's record in the compacted state topic: unique per
+    /// (sensor, kind), so compaction keeps exactly the latest state of each.
+    pub fn changelog_key(&self) -> String {
+        format!("{}/{}", self.sensor_id, self.kind)
+    }
+
+    /// The payload of this state's changelog record, format version
+    /// [`CHANGELOG_VERSION`] (module docs).
+    pub fn to_changelog(&self) -> Vec<u8> {
+        let record = ChangelogOut {
+            v: CHANGELOG_VERSION,
+            sensor_id: self.sensor_id,
+            kind: &self.kind,
+            stats: &self.stats,
+            recent_packed: base64::engine::general_purpose::STANDARD_NO_PAD
+                .encode(pack_times(self.recent.iter().copied())),
+        };
+        let mut payload = Vec::with_capacity(256 + record.recent_packed.len());
+        // A struct of plain fields and a map-free Stats: cannot fail.
+        serde_json::to_writer(&mut payload, &record).expect("a changelog record serialises");
+        payload
+    }
+
+    /// Reads a changelog record: version [`CHANGELOG_VERSION`], or the
+    /// version-less JSON of [`SensorState`] written by earlier processors.
+    pub fn from_changelog(payload: &[u8]) -> anyhow::Result<Self> {
+        let record: ChangelogIn =
+            serde_json::from_slice(payload).context("changelog record is not valid JSON")?;
+        let recent = match (record.v, record.recent, record.recent_packed) {
+            (None, Some(recent), None) => recent.into_iter().collect(),
+            (Some(CHANGELOG_VERSION), None, Some(packed)) => {
+                let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                    .decode(packed.as_bytes())
+                    .context("recent_packed is not base64")?;
+                unpack_times(&bytes).context("recent_packed")?
+            }
+            (Some(v), _, _) if v != CHANGELOG_VERSION => {
+                anyhow::bail!("changelog record version {v} is not supported (this build reads up to {CHANGELOG_VERSION})")
+            }
+            _ => anyhow::bail!("changelog record has neither a valid recent nor recent_packed"),
+        };
+        Ok(Self {
+            sensor_id: record.sensor_id,
+            kind: record.kind,
+            stats: record.stats,
+            recent,
+        })
+    }
+}
+
+/// Version of the changelog records [`SensorState::to_changelog`] writes.
+/// Records without a version are the plain JSON of [`SensorState`].
+pub const CHANGELOG_VERSION: u32 = 2;
+
+#[derive(Serialize)]
+struct ChangelogOut<'a> {
+    v: u32,
+    sensor_id: u64,
+    kind: &'a str,
+    stats: &'a Stats,
+    recent_packed: String,
+}
+
+#[derive(Deserialize)]
+struct ChangelogIn {
+    #[serde(default)]
+    v: Option<u32>,
+    sensor_id: u64,
+    kind: String,
+    stats: Stats,
+    #[serde(default)]
+    recent: Option<BTreeSet<i64>>,
+    #[serde(default)]
+    recent_packed: Option<String>,
+}
+
+const POW10: [u64; 10] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+];
+
+/// Packs ascending, distinct times (ns): a byte `e` (the unit is `10^e` ns,
+/// the largest power of ten up to a second dividing every time), the count,
+/// the first time in units (signed), the first gap in units, then for every
+/// further time how its gap differs from the previous gap (signed, in
+/// wrapping `u64` arithmetic, so any `i64` times round-trip exactly). Every
+/// number after `e` is a protobuf varint ([`integer_encoding`]): unsigned
+/// LEB128, signed ones zigzag-mapped first so small negatives stay short.
+fn pack_times(times: impl ExactSizeIterator<Item = i64> + Clone) -> Vec<u8> {
+    let mut e = POW10.len() - 1;
+    for t in times.clone() {
+        while e > 0 && t.unsigned_abs() % POW10[e] != 0 {
+            e -= 1;
+        }
+        if e == 0 {
+            break;
+        }
+    }
+    let unit = POW10[e];
+    let mut out = Vec::with_capacity(4 + times.len() * 2);
+    out.push(e as u8);
+    put(&mut out, times.len() as u64);
+    let mut iter = times;
+    let Some(first) = iter.next() else {
+        return out;
+    };
+    // Divisible by the unit: exact.
+    put(&mut out, first / unit as i64);
+    let (mut prev, mut prev_gap) = (first, None::<u64>);
+    for t in iter {
+        let gap = t.abs_diff(prev) / unit;
+        match prev_gap {
+            None => put(&mut out, gap),
+            Some(p) => put(&mut out, gap.wrapping_sub(p) as i64),
+        }
+        (prev, prev_gap) = (t, Some(gap));
+    }
+    out
+}
+
+/// The inverse of `pack_times`; refuses anything `pack_times` could not
+/// have written (a zero gap, overflow, a wrong count, trailing bytes).
+fn unpack_times(bytes: &[u8]) -> anyhow::Result<VecDeque<i64>> {
+    let (&e, mut rest) = bytes.split_first().context("empty")?;
+    let unit = *POW10
+        .get(usize::from(e))
+        .with_context(|| format!("unit exponent {e} out of range"))?;
+    let count: u64 = take(&mut rest)?;
+    let mut times = VecDeque::new();
+    let mut prev: Option<(i64, Option<u64>)> = None;
+    for _ in 0..count {
+        let (t, gap) = match prev {
+            None => {
+                let t = take::<i64>(&mut rest)?
+                    .checked_mul(unit as i64)
+                    .context("time out of range")?;
+                (t, None)
+            }
+            Some((p, prev_gap)) => {
+                let gap = match prev_gap {
+                    None => take(&mut rest)?,
+                    Some(g) => g.wrapping_add(take::<i64>(&mut rest)? as u64),
+                };
+                anyhow::ensure!(gap > 0, "times are not ascending");
+                let step = gap.checked_mul(unit).context("gap out of range")?;
+                let t = p.checked_add_unsigned(step).context("time out of range")?;
+                (t, Some(gap))
+            }
+        };
+        times.push_back(t);
+        prev = Some((t, gap));
+    }
+    anyhow::ensure!(rest.is_empty(), "{} trailing bytes", rest.len());
+    Ok(times)
+}
+
+fn put(out: &mut Vec<u8>, n: impl VarInt) {
+    out.extend_from_slice(&n.encode_var_vec());
+}
+
+/// The next varint of `bytes`, which then starts after it.
+fn take<V: VarInt>(bytes: &mut &[u8]) -> anyhow::Result<V> {
+    let (n, len) = V::decode_var(bytes).context("truncated or overlong varint")?;
+    *bytes = &bytes[len..];
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::Reading;
+    use chrono::{TimeZone, Utc};
+    use proptest::prelude::*;
+
+    fn state_with(times: impl IntoIterator<Item = i64>) -> SensorState {
+        let first = Reading {
+            sensor_id: 42,
+            kind: "heart_rate".into(),
+            time: Utc.with_ymd_and_hms(2024, 6, 19, 13, 58, 37).unwrap(),
+            value: 80,
+        };
+        let mut state = SensorState::new(&first);
+        state.recent = times.into_iter().collect();
+        state
+    }
+
+    #[test]
+    fn changelog_record_round_trips_exactly() {
+        let base = 1_718_805_517_074_766_000_i64; // 2024-06-19 13:58:37.074766
+        let cases: Vec<Vec<i64>> = vec![
+            vec![],
+            vec![base],
+            (0..1024).map(|i| base + i * 1_000_000_000).collect(),
+            (0..1024).map(|i| base + i * 1_000_123_000).collect(),
+            vec![-5_000_000_000, -1, 0, 1, 7, 1_000_000_000],
+            vec![i64::MIN, -1, 0, i64::MAX],
+            vec![i64::MIN + 1, i64::MAX - 1],
+        ];
+        for times in cases {
+            let state = state_with(times.clone());
+            let payload = state.to_changelog();
+            let text = std::str::from_utf8(&payload).unwrap();
+            assert!(
+                text.starts_with(r#"{"v":2,"sensor_id":42,"kind":"heart_rate","#),
+                "{text}"
+            );
+            assert_eq!(
+                SensorState::from_changelog(&payload).unwrap(),
+                state,
+                "{times:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn changelog_record_is_small() {
+        // 1,024 readings a second apart with microsecond timestamps.
+        let base = 1_718_805_517_074_766_000_i64;
+        let state = state_with((0..1024).map(|i| base + i * 1_000_000_000 + (i % 7) * 1_000));
+        let legacy = serde_json::to_vec(&state).unwrap().len();
+        let packed = state.to_changelog().len();
+        assert!(legacy > 20_000, "{legacy}");
+        assert!(packed < 4_500, "{packed} bytes (legacy {legacy})");
+        // Exactly one second apart: one byte per time.
+        let steady = state_with((0..1024).map(|i| base + i * 1_000_000_000));
+        assert!(steady.to_changelog().len() < 1_700);
+    }
+
+    #[test]
+    fn legacy_records_restore_and_bad_ones_are_refused() {
+        let state = state_with([3_000, 4_000, 5_000]);
+        let legacy = serde_json::to_vec(&state).unwrap();
+        assert_eq!(SensorState::from_changelog(&legacy).unwrap(), state);
+        // Written out of order or twice, a window still restores ascending.
+        let shuffled = String::from_utf8(legacy)
+            .unwrap()
+            .replace("[3000,4000,5000]", "[5000,3000,4000,3000]");
+        assert_eq!(
+            SensorState::from_changelog(shuffled.as_bytes()).unwrap(),
+            state
+        );
+        let direct: SensorState = serde_json::from_str(&shuffled).unwrap();
+        assert_eq!(direct, state);
+
+        let future = String::from_utf8(state.to_changelog())
+            .unwrap()
+            .replace(r#""v":2"#, r#""v":3"#);
+        let err = SensorState::from_changelog(future.as_bytes()).unwrap_err();
+        assert!(format!("{err:#}").contains("version 3"), "{err:#}");
+        assert!(SensorState::from_changelog(b"{not json").is_err());
+
+        // A zero gap, trailing bytes, a truncated varint, a bad unit.
+        assert!(unpack_times(&[0, 2, 2, 0]).is_err());
+        assert!(unpack_times(&[0, 1, 2, 9]).is_err());
+        assert!(unpack_times(&[0, 1, 0x80]).is_err());
+        assert!(unpack_times(&[10, 0]).is_err());
+        assert!(unpack_times(&[]).is_err());
+        assert_eq!(unpack_times(&[0, 2, 2, 3]).unwrap(), VecDeque::from([1, 4]));
+        // 1, 4, then a gap of 3 - 2 = 1 (zigzag(-2) = 3): 5.
+        assert_eq!(
+            unpack_times(&[0, 3, 2, 3, 3]).unwrap(),
+            VecDeque::from([1, 4, 5])
+        );
+        // A second gap of 3 - 3 = 0 (zigzag(-3) = 5) is refused.
+        assert!(unpack_times(&[0, 3, 2, 3, 5]).is_err());
+        // The writer's bytes are the v2 records already in changelogs, byte for
+        // byte: 1 s steps in seconds (e = 9), and a negative first time.
+        assert_eq!(pack_times([1, 4, 5].into_iter()), [0, 3, 2, 3, 3]);
+        let seconds = [-2_000_000_000, -1_000_000_000, 0, 1_000_000_000];
+        assert_eq!(pack_times(seconds.into_iter()), [9, 4, 3, 1, 0, 0]);
+        assert!(
+            unpack_times(&[0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2]).is_err()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn packed_times_round_trip(times in proptest::collection::btree_set(any::<i64>(), 0..64),
+                                   scaled in proptest::collection::btree_set(-1_000_000_000i64..1_000_000_000, 0..64),
+                                   e in 0u32..10) {
+            let packed = pack_times(times.iter().copied());
+            prop_assert_eq!(unpack_times(&packed).unwrap(), times.into_iter().collect::<VecDeque<_>>());
+            let unit = 10i64.pow(e);
+            let scaled: BTreeSet<i64> = scaled.into_iter().map(|t| t * unit).collect();
+            let packed = pack_times(scaled.iter().copied());
+            prop_assert_eq!(unpack_times(&packed).unwrap(), scaled.into_iter().collect::<VecDeque<_>>());
+        }
+    }
+}
