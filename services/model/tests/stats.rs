@@ -76,33 +76,23 @@ fn mean_is_the_correctly_rounded_quotient() {
 #[test]
 fn no_overflow_at_huge_counts() {
     // A state as it would be after u64::MAX - 1 readings of i64::MAX: far
-    // beyond f64's and i64's exact range, still exact in u64 + i128.
-    let n = u64::MAX - 1;
-    let mut stats = Stats {
-        count: n,
-        sum: i128::from(n) * i128::from(i64::MAX),
-        min: i64::MAX,
-        max: i64::MAX,
-        last_value: i64::MAX,
-        last_time: at(0),
-    };
-    stats.add(i64::MAX, at(1));
-    assert_eq!(stats.count, u64::MAX);
-    assert_eq!(stats.sum, i128::from(u64::MAX) * i128::from(i64::MAX));
-    assert_eq!(stats.mean(), i64::MAX as f64);
-
-    // And the negative extreme.
-    let mut low = Stats {
-        count: n,
-        sum: i128::from(n) * i128::from(i64::MIN),
-        min: i64::MIN,
-        max: i64::MIN,
-        last_value: i64::MIN,
-        last_time: at(0),
-    };
-    low.add(i64::MIN, at(1));
-    assert_eq!(low.sum, i128::from(u64::MAX) * i128::from(i64::MIN));
-    assert_eq!(low.mean(), i64::MIN as f64);
+    // beyond f64's and i64's exact range, still exact in u64 + i128; at both
+    // extremes.
+    for extreme in [i64::MAX, i64::MIN] {
+        let n = u64::MAX - 1;
+        let mut stats = Stats {
+            count: n,
+            sum: i128::from(n) * i128::from(extreme),
+            min: extreme,
+            max: extreme,
+            last_value: extreme,
+            last_time: at(0),
+        };
+        stats.add(extreme, at(1));
+        assert_eq!(stats.count, u64::MAX);
+        assert_eq!(stats.sum, i128::from(u64::MAX) * i128::from(extreme));
+        assert_eq!(stats.mean(), extreme as f64);
+    }
 
     // A mean whose remainder matters: (3 * 2^62 + 1) / 3 readings.
     let big = Stats {

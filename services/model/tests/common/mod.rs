@@ -7,6 +7,11 @@ use std::path::PathBuf;
 
 use pulsewire_model::parse::{KindRule, Parser};
 
+/// `tests/data/` of this crate: tables of expected results.
+pub fn tests_data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
 /// `provisioning/` at the repository root.
 pub fn provisioning() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../provisioning")
