@@ -25,6 +25,10 @@
 //!      identity, see [`Reading::key`] — less the two lowest values and the
 //!      highest, which InfluxDB refuses);
 //!    - `value`: an integer inside the kind's inclusive range.
+//! 5. When the parser has a clock limit ([`Parser::with_max_ahead`]): a time
+//!    no later than now plus that limit. A watch whose clock runs ahead would
+//!    otherwise fill its duplicate window with future times (so its correct
+//!    readings become `late`) and pin `last_value`.
 //!
 //! Everything else is a [`Rejection`] whose `Display` text is the reason
 //! written to the DLQ and whose [`Rejection::reason_code`] labels metrics.
@@ -97,6 +101,13 @@ pub enum Rejection {
         max: i64,
         kind: String,
     },
+    /// Later than the clock plus the allowed skew.
+    #[error("time {time:?} is {ahead_secs} s ahead of the clock (at most {max_secs} s allowed)")]
+    FutureTime {
+        time: String,
+        ahead_secs: i64,
+        max_secs: u64,
+    },
 }
 
 impl Rejection {
@@ -115,6 +126,7 @@ impl Rejection {
             Rejection::ImpossibleTime { .. } => "impossible_time",
             Rejection::BadValue { .. } => "bad_value",
             Rejection::ValueOutOfRange { .. } => "value_out_of_range",
+            Rejection::FutureTime { .. } => "future_time",
         }
     }
 
@@ -133,6 +145,7 @@ impl Rejection {
         "impossible_time",
         "bad_value",
         "value_out_of_range",
+        "future_time",
     ];
 }
 
@@ -159,6 +172,7 @@ impl KindRule {
 pub struct Parser {
     kinds: Vec<KindRule>,
     max_line_bytes: usize,
+    max_ahead: Option<std::time::Duration>,
 }
 
 impl Parser {
@@ -168,12 +182,20 @@ impl Parser {
         Self {
             kinds,
             max_line_bytes: MAX_LINE_BYTES,
+            max_ahead: None,
         }
     }
 
     /// The same parser with another length bound.
     pub fn with_max_line_bytes(mut self, limit: usize) -> Self {
         self.max_line_bytes = limit;
+        self
+    }
+
+    /// The same parser refusing times more than `limit` ahead of the clock
+    /// (rule 5; pipeline.toml's `max_clock_ahead_secs`).
+    pub fn with_max_ahead(mut self, limit: std::time::Duration) -> Self {
+        self.max_ahead = Some(limit);
         self
     }
 
@@ -186,6 +208,18 @@ impl Parser {
     ///
     /// Never panics, whatever the bytes (the `parse_line` fuzz target checks).
     pub fn parse(&self, payload: &[u8]) -> Result<Option<Reading>, Rejection> {
+        // The clock is read only when rule 5 applies.
+        let now = self.max_ahead.map(|_| Utc::now());
+        self.parse_at(payload, now)
+    }
+
+    /// [`Parser::parse`] with the clock's reading given (`None`: no clock
+    /// limit is applied).
+    pub fn parse_at(
+        &self,
+        payload: &[u8],
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Option<Reading>, Rejection> {
         if payload.len() > self.max_line_bytes {
             return Err(Rejection::TooLong {
                 len: payload.len(),
@@ -236,7 +270,8 @@ impl Parser {
             .iter()
             .find(|rule| rule.name == kind)
             .ok_or_else(|| Rejection::UnknownKind(kind.to_owned()))?;
-        let time = parse_time(time)?;
+        let text = time;
+        let time = parse_time(text)?;
         let value = parse_value(value)?;
         if !(rule.min..=rule.max).contains(&value) {
             return Err(Rejection::ValueOutOfRange {
@@ -245,6 +280,16 @@ impl Parser {
                 max: rule.max,
                 kind: rule.name.clone(),
             });
+        }
+        if let (Some(max), Some(now)) = (self.max_ahead, now) {
+            let ahead = time.signed_duration_since(now);
+            if ahead.to_std().is_ok_and(|ahead| ahead > max) {
+                return Err(Rejection::FutureTime {
+                    time: text.to_owned(),
+                    ahead_secs: ahead.num_seconds(),
+                    max_secs: max.as_secs(),
+                });
+            }
         }
         Ok(Some(Reading {
             sensor_id,

@@ -254,7 +254,8 @@ fn every_rejection_has_its_exact_text_and_code() {
     let all: std::collections::BTreeSet<_> =
         Rejection::CODES.iter().map(|c| c.to_string()).collect();
     let missing: Vec<_> = all.difference(&codes_seen).collect();
-    assert_eq!(missing, vec!["bad_csv"]);
+    // `future_time` needs a clock: its own test below.
+    assert_eq!(missing, vec!["bad_csv", "future_time"]);
 }
 
 #[test]
@@ -366,4 +367,55 @@ mod never_panics {
             check(&line)?;
         }
     }
+}
+
+#[test]
+fn a_time_ahead_of_the_clock_by_more_than_the_limit_is_refused() {
+    let parser = common::parser().with_max_ahead(std::time::Duration::from_secs(300));
+    let now = Some(utc("2026-11-29T12:00:00Z"));
+    let at = |time: &str| parser.parse_at(format!("7,heart_rate,{time},80").as_bytes(), now);
+    // Up to the limit (inclusive), and anything in the past, is a reading.
+    assert_eq!(
+        at("2026-11-29 12:05:00").unwrap().unwrap().time,
+        utc("2026-11-29T12:05:00Z")
+    );
+    assert!(at("2020-01-01 00:00:00").unwrap().is_some());
+    // A second, and a year, beyond: refused with the reason and its own code.
+    let beyond = at("2026-11-29 12:05:00.000000001").unwrap_err();
+    assert_eq!(
+        beyond.to_string(),
+        "time \"2026-11-29 12:05:00.000000001\" is 300 s ahead of the clock (at most 300 s allowed)"
+    );
+    assert_eq!(beyond.reason_code(), "future_time");
+    let year = at("2027-11-29T12:00:00+00:00").unwrap_err();
+    assert_eq!(
+        year.to_string(),
+        "time \"2027-11-29T12:00:00+00:00\" is 31536000 s ahead of the clock (at most 300 s allowed)"
+    );
+    // The pipeline's furthest time, which pinned last_value.
+    assert_eq!(
+        at("2262-04-11 23:47:16").unwrap_err().reason_code(),
+        "future_time"
+    );
+    // An invalid value is reported as such first (rules in order).
+    assert_eq!(
+        at("2027-11-29 12:00:00").map_err(|e| e.reason_code()),
+        Err("future_time")
+    );
+    let both = parser
+        .parse_at(b"7,heart_rate,2027-11-29 12:00:00,999", now)
+        .unwrap_err();
+    assert_eq!(both.reason_code(), "value_out_of_range");
+    // Without a clock limit (the default), only the representable range applies.
+    assert!(common::parser()
+        .parse(b"7,heart_rate,2262-04-11 23:47:16,80")
+        .unwrap()
+        .is_some());
+    // parse() reads the real clock: a time a day ahead of it is refused.
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d %H:%M:%S");
+    let line = format!("7,heart_rate,{tomorrow},80");
+    assert_eq!(
+        parser.parse(line.as_bytes()).unwrap_err().reason_code(),
+        "future_time"
+    );
 }
