@@ -6,15 +6,19 @@
 //! processor writes one record per changed (sensor, kind) per batch, so with
 //! 1,000 sensors that was ~20 MB per batch, more than the stats themselves.
 //! The changelog therefore uses [`SensorState::to_changelog`]: the same JSON
-//! object with a version field `"v": 2` and `recent` packed into one string,
+//! object with a version field `"v": 3`, the `floor` once times have left
+//! the window (see [`crate::state`]), and `recent` packed into one string,
 //! `recent_packed`: ascending times as a decimal unit,
 //! a count, the first time, the first gap, and then how much each gap
 //! differs from the one before, as protobuf varints, base64. Sensors report
 //! at a steady pace, so those differences are small: readings exactly one
 //! second apart take 1 byte per time (~1.5 KiB of record for a full window
 //! of 1024 instead of ~20 KiB), a jitter of a few milliseconds 2-3 bytes.
-//! [`SensorState::from_changelog`] reads both this and the version-less
-//! JSON written before it, so an existing changelog restores unchanged.
+//! [`SensorState::from_changelog`] also reads version 2 (the same without
+//! `floor`) and the version-less JSON written before it. Neither says what
+//! left its window, so their floor is taken as the window's oldest time:
+//! never counted twice, at the price of refusing a reading older than every
+//! one a sensor had counted before this build.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -43,6 +47,7 @@ impl SensorState {
             stats: &self.stats,
             recent_packed: base64::engine::general_purpose::STANDARD_NO_PAD
                 .encode(pack_times(self.recent.iter().copied())),
+            floor: self.floor,
         };
         let mut payload = Vec::with_capacity(256 + record.recent_packed.len());
         // A struct of plain fields and a map-free Stats: cannot fail.
@@ -55,15 +60,26 @@ impl SensorState {
     pub fn from_changelog(payload: &[u8]) -> anyhow::Result<Self> {
         let record: ChangelogIn =
             serde_json::from_slice(payload).context("changelog record is not valid JSON")?;
-        let recent = match (record.v, record.recent, record.recent_packed) {
-            (None, Some(recent), None) => recent.into_iter().collect(),
-            (Some(CHANGELOG_VERSION), None, Some(packed)) => {
-                let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-                    .decode(packed.as_bytes())
-                    .context("recent_packed is not base64")?;
-                unpack_times(&bytes).context("recent_packed")?
+        let packed = |text: String| -> anyhow::Result<VecDeque<i64>> {
+            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(text.as_bytes())
+                .context("recent_packed is not base64")?;
+            unpack_times(&bytes).context("recent_packed")
+        };
+        let (recent, floor) = match (record.v, record.recent, record.recent_packed) {
+            (Some(CHANGELOG_VERSION), None, Some(text)) => (packed(text)?, record.floor),
+            // Written before the floor was recorded: whatever left the window
+            // then is unknown, so everything before it counts as having left.
+            (Some(2), None, Some(text)) => {
+                let recent = packed(text)?;
+                let floor = recent.front().copied();
+                (recent, floor)
             }
-            (Some(v), _, _) if v != CHANGELOG_VERSION => {
+            (None, Some(recent), None) => {
+                let floor = recent.first().copied();
+                (recent.into_iter().collect(), floor)
+            }
+            (Some(v), _, _) if v > CHANGELOG_VERSION || v < 2 => {
                 anyhow::bail!("changelog record version {v} is not supported (this build reads up to {CHANGELOG_VERSION})")
             }
             _ => anyhow::bail!("changelog record has neither a valid recent nor recent_packed"),
@@ -73,13 +89,15 @@ impl SensorState {
             kind: record.kind,
             stats: record.stats,
             recent,
+            floor,
         })
     }
 }
 
 /// Version of the changelog records [`SensorState::to_changelog`] writes.
-/// Records without a version are the plain JSON of [`SensorState`].
-pub const CHANGELOG_VERSION: u32 = 2;
+/// Records without a version are the plain JSON of [`SensorState`]; version 2
+/// is version 3 without `floor`.
+pub const CHANGELOG_VERSION: u32 = 3;
 
 #[derive(Serialize)]
 struct ChangelogOut<'a> {
@@ -88,6 +106,8 @@ struct ChangelogOut<'a> {
     kind: &'a str,
     stats: &'a Stats,
     recent_packed: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    floor: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +121,8 @@ struct ChangelogIn {
     recent: Option<BTreeSet<i64>>,
     #[serde(default)]
     recent_packed: Option<String>,
+    #[serde(default)]
+    floor: Option<i64>,
 }
 
 const POW10: [u64; 10] = [
@@ -233,14 +255,19 @@ mod tests {
             vec![i64::MIN, -1, 0, i64::MAX],
             vec![i64::MIN + 1, i64::MAX - 1],
         ];
-        for times in cases {
-            let state = state_with(times.clone());
+        for (times, floor) in cases
+            .into_iter()
+            .flat_map(|t| [(t.clone(), None), (t, Some(-3))])
+        {
+            let mut state = state_with(times.clone());
+            state.floor = floor;
             let payload = state.to_changelog();
             let text = std::str::from_utf8(&payload).unwrap();
             assert!(
-                text.starts_with(r#"{"v":2,"sensor_id":42,"kind":"heart_rate","#),
+                text.starts_with(r#"{"v":3,"sensor_id":42,"kind":"heart_rate","#),
                 "{text}"
             );
+            assert_eq!(text.contains(r#","floor":-3}"#), floor.is_some(), "{text}");
             assert_eq!(
                 SensorState::from_changelog(&payload).unwrap(),
                 state,
@@ -265,9 +292,22 @@ mod tests {
 
     #[test]
     fn legacy_records_restore_and_bad_ones_are_refused() {
-        let state = state_with([3_000, 4_000, 5_000]);
-        let legacy = serde_json::to_vec(&state).unwrap();
+        let written = state_with([3_000, 4_000, 5_000]);
+        let legacy = serde_json::to_vec(&written).unwrap();
+        // Legacy records do not say what left their window: the floor is
+        // their oldest time.
+        let state = SensorState {
+            floor: Some(3_000),
+            ..written.clone()
+        };
         assert_eq!(SensorState::from_changelog(&legacy).unwrap(), state);
+        // Version 2, as the processor wrote it before the floor (bytes of a
+        // real v2 record): the same.
+        let v2 = String::from_utf8(written.to_changelog())
+            .unwrap()
+            .replace(r#""v":3"#, r#""v":2"#);
+        assert!(v2.ends_with(r#""recent_packed":"AwMGAQA"}"#), "{v2}");
+        assert_eq!(SensorState::from_changelog(v2.as_bytes()).unwrap(), state);
         // Written out of order or twice, a window still restores ascending.
         let shuffled = String::from_utf8(legacy)
             .unwrap()
@@ -277,13 +317,18 @@ mod tests {
             state
         );
         let direct: SensorState = serde_json::from_str(&shuffled).unwrap();
-        assert_eq!(direct, state);
+        assert_eq!(direct, written);
 
-        let future = String::from_utf8(state.to_changelog())
-            .unwrap()
-            .replace(r#""v":2"#, r#""v":3"#);
-        let err = SensorState::from_changelog(future.as_bytes()).unwrap_err();
-        assert!(format!("{err:#}").contains("version 3"), "{err:#}");
+        for version in ["4", "1"] {
+            let other = String::from_utf8(state.to_changelog())
+                .unwrap()
+                .replace(r#""v":3"#, &format!(r#""v":{version}"#));
+            let err = SensorState::from_changelog(other.as_bytes()).unwrap_err();
+            assert!(
+                format!("{err:#}").contains(&format!("version {version}")),
+                "{err:#}"
+            );
+        }
         assert!(SensorState::from_changelog(b"{not json").is_err());
 
         // A zero gap, trailing bytes, a truncated varint, a bad unit.

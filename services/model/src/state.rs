@@ -11,8 +11,9 @@
 //! reading with event time `t` ([`StateTable::apply`]):
 //!
 //! - `t` is in the window: [`Applied::Duplicate`], nothing changes;
-//! - the window is full and `t` is older than all of it: [`Applied::Late`],
-//!   nothing changes. Such a reading may be one that was counted and has since
+//! - the window is full and `t` is older than all of it, or `t` is below the
+//!   state's `floor` (one past the latest time that ever left the window):
+//!   [`Applied::Late`], nothing changes. Such a reading may be one that was counted and has since
 //!   left the window, so counting it could count it twice; refusing it keeps
 //!   the promise "never counted twice" exact, at the price of readings that
 //!   arrive more than `dedup_window` readings late (about 17 minutes at one
@@ -24,7 +25,9 @@
 //! Because the window holds the latest event times, not the latest arrivals,
 //! every counted reading at or after the window's oldest time is in it: the
 //! rule holds in any arrival order, and the state after a set of readings does
-//! not depend on their order (as long as none is late).
+//! not depend on their order (as long as none is late). The floor carries
+//! that knowledge across a restart with a larger `dedup_window`: the restored
+//! window is then not full, but what left it before may have been counted.
 //!
 //! The state's record in the compacted changelog topic is in [`crate::changelog`].
 
@@ -62,6 +65,11 @@ pub struct SensorState {
     /// and readings mostly arrive in order, so a new time goes to the back.
     #[serde(deserialize_with = "ascending_times")]
     pub recent: VecDeque<i64>,
+    /// One past the latest event time that has left `recent`: readings
+    /// before it may have been counted, so they are late whatever the
+    /// window's size. `None` while nothing has left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<i64>,
 }
 
 impl SensorState {
@@ -72,6 +80,7 @@ impl SensorState {
             kind: reading.kind.clone(),
             stats: Stats::of(reading),
             recent: VecDeque::from([reading.time_ns()]),
+            floor: None,
         }
     }
 
@@ -87,7 +96,7 @@ impl SensorState {
             },
         };
         // pos 0 of a non-empty window: older than its oldest time.
-        if self.recent.len() >= window && pos == 0 {
+        if self.recent.len() >= window && pos == 0 || self.floor.is_some_and(|floor| t < floor) {
             return Applied::Late;
         }
         self.recent.insert(pos, t);
@@ -96,10 +105,12 @@ impl SensorState {
         Applied::Counted(self.stats.clone())
     }
 
-    /// Keeps the `window` latest times.
+    /// Keeps the `window` latest times; the floor rises past those that leave.
     fn trim(&mut self, window: usize) {
         while self.recent.len() > window {
-            self.recent.pop_front();
+            if let Some(gone) = self.recent.pop_front() {
+                self.floor = Some(gone.saturating_add(1).max(self.floor.unwrap_or(i64::MIN)));
+            }
         }
     }
 }

@@ -144,7 +144,7 @@ fn state_survives_the_changelog_round_trip() {
     let json = serde_json::to_string(&state).unwrap();
     assert_eq!(
         json,
-        r#"{"sensor_id":3,"kind":"heart_rate","stats":{"count":6,"sum":381,"min":61,"max":66,"mean":63.5,"last_value":66,"last_time":"1970-01-01T00:00:00.000006Z"},"recent":[3000,4000,5000,6000]}"#
+        r#"{"sensor_id":3,"kind":"heart_rate","stats":{"count":6,"sum":381,"min":61,"max":66,"mean":63.5,"last_value":66,"last_time":"1970-01-01T00:00:00.000006Z"},"recent":[3000,4000,5000,6000],"floor":2001}"#
     );
 
     // A restarted processor restores, then sees a redelivered reading.
@@ -250,4 +250,52 @@ proptest! {
         }
         prop_assert_eq!(table.get(1, "heart_rate").unwrap().stats.count, counted_times.len() as u64);
     }
+}
+
+/// Issue 11, item 5: a window restored from a changelog written under a
+/// smaller `dedup_window` is not "full" under the larger one, yet readings
+/// older than it may have been counted: they must stay late.
+#[test]
+fn raising_the_window_never_counts_an_evicted_reading_again() {
+    let mut small = StateTable::new(3);
+    for ns in [10, 20, 30, 40] {
+        counted(small.apply(&reading(1, "heart_rate", ns, 60)));
+    }
+    // 10 was counted and has left the window {20, 30, 40}.
+    let record = small.get(1, "heart_rate").unwrap().to_changelog();
+
+    let mut large = StateTable::new(6);
+    large.insert_restored(SensorState::from_changelog(&record).unwrap());
+    assert_eq!(
+        large.apply(&reading(1, "heart_rate", 10, 60)),
+        Applied::Late
+    );
+    assert_eq!(large.apply(&reading(1, "heart_rate", 5, 60)), Applied::Late);
+    assert_eq!(
+        large.apply(&reading(1, "heart_rate", 30, 60)),
+        Applied::Duplicate
+    );
+    // Never counted, and newer than everything that left the window: counted.
+    assert_eq!(
+        counted(large.apply(&reading(1, "heart_rate", 15, 60))).count,
+        5
+    );
+    assert_eq!(
+        counted(large.apply(&reading(1, "heart_rate", 50, 60))).count,
+        6
+    );
+
+    // A window that was full but never evicted anything keeps no floor:
+    // readings older than it were never counted.
+    let mut full = StateTable::new(3);
+    for ns in [10, 20, 30] {
+        counted(full.apply(&reading(1, "heart_rate", ns, 60)));
+    }
+    let record = full.get(1, "heart_rate").unwrap().to_changelog();
+    let mut large = StateTable::new(6);
+    large.insert_restored(SensorState::from_changelog(&record).unwrap());
+    assert_eq!(
+        counted(large.apply(&reading(1, "heart_rate", 5, 60))).count,
+        4
+    );
 }
