@@ -79,7 +79,7 @@ impl SensorState {
                 let floor = recent.first().copied();
                 (recent.into_iter().collect(), floor)
             }
-            (Some(v), _, _) if v > CHANGELOG_VERSION || v < 2 => {
+            (Some(v), _, _) if !(2..=CHANGELOG_VERSION).contains(&v) => {
                 anyhow::bail!("changelog record version {v} is not supported (this build reads up to {CHANGELOG_VERSION})")
             }
             _ => anyhow::bail!("changelog record has neither a valid recent nor recent_packed"),
