@@ -47,9 +47,12 @@ impl SensorState {
             stats: &self.stats,
             recent_packed: base64::engine::general_purpose::STANDARD_NO_PAD
                 .encode(pack_times(self.recent.iter().copied())),
+            values_packed: base64::engine::general_purpose::STANDARD_NO_PAD
+                .encode(pack_values(self.values.iter().copied())),
             floor: self.floor,
         };
-        let mut payload = Vec::with_capacity(256 + record.recent_packed.len());
+        let mut payload =
+            Vec::with_capacity(256 + record.recent_packed.len() + record.values_packed.len());
         // A struct of plain fields and a map-free Stats: cannot fail.
         serde_json::to_writer(&mut payload, &record).expect("a changelog record serialises");
         payload
@@ -60,37 +63,53 @@ impl SensorState {
     pub fn from_changelog(payload: &[u8]) -> anyhow::Result<Self> {
         let record: ChangelogIn =
             serde_json::from_slice(payload).context("changelog record is not valid JSON")?;
-        let packed = |text: String| -> anyhow::Result<VecDeque<i64>> {
-            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        let base64 = |field: &str, text: &str| {
+            base64::engine::general_purpose::STANDARD_NO_PAD
                 .decode(text.as_bytes())
-                .context("recent_packed is not base64")?;
-            unpack_times(&bytes).context("recent_packed")
+                .with_context(|| format!("{field} is not base64"))
         };
-        let (recent, floor) = match (record.v, record.recent, record.recent_packed) {
-            (Some(CHANGELOG_VERSION), None, Some(text)) => (packed(text)?, record.floor),
-            // Written before the floor was recorded: whatever left the window
-            // then is unknown, so everything before it counts as having left.
+        let packed =
+            |text: String| unpack_times(&base64("recent_packed", &text)?).context("recent_packed");
+        let (recent, values, floor) = match (record.v, record.recent, record.recent_packed) {
+            (Some(CHANGELOG_VERSION), None, Some(text)) => {
+                let values = record.values_packed.context("values_packed is missing")?;
+                let values =
+                    unpack_values(&base64("values_packed", &values)?).context("values_packed")?;
+                (packed(text)?, values, record.floor)
+            }
+            // Written before the floor and the values were recorded: whatever
+            // left the window then is unknown, so everything before it counts
+            // as having left; the values are unknown.
             (Some(2), None, Some(text)) => {
                 let recent = packed(text)?;
                 let floor = recent.front().copied();
-                (recent, floor)
+                (recent, VecDeque::new(), floor)
             }
             (None, Some(recent), None) => {
                 let floor = recent.first().copied();
-                (recent.into_iter().collect(), floor)
+                (recent.into_iter().collect(), VecDeque::new(), floor)
             }
             (Some(v), _, _) if !(2..=CHANGELOG_VERSION).contains(&v) => {
                 anyhow::bail!("changelog record version {v} is not supported (this build reads up to {CHANGELOG_VERSION})")
             }
             _ => anyhow::bail!("changelog record has neither a valid recent nor recent_packed"),
         };
-        Ok(Self {
+        anyhow::ensure!(
+            values.is_empty() || values.len() == recent.len(),
+            "values_packed has {} values for {} times",
+            values.len(),
+            recent.len()
+        );
+        let mut state = Self {
             sensor_id: record.sensor_id,
             kind: record.kind,
             stats: record.stats,
             recent,
+            values,
             floor,
-        })
+        };
+        state.fill_unknown_values();
+        Ok(state)
     }
 }
 
@@ -106,6 +125,7 @@ struct ChangelogOut<'a> {
     kind: &'a str,
     stats: &'a Stats,
     recent_packed: String,
+    values_packed: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     floor: Option<i64>,
 }
@@ -121,6 +141,8 @@ struct ChangelogIn {
     recent: Option<BTreeSet<i64>>,
     #[serde(default)]
     recent_packed: Option<String>,
+    #[serde(default)]
+    values_packed: Option<String>,
     #[serde(default)]
     floor: Option<i64>,
 }
@@ -213,6 +235,35 @@ fn unpack_times(bytes: &[u8]) -> anyhow::Result<VecDeque<i64>> {
     Ok(times)
 }
 
+/// Packs the values of a window, in the order of its times: the count, the
+/// first value, then each one's difference from the one before (wrapping,
+/// so any `i64`s round-trip), all protobuf varints. A steady heart rate
+/// takes one byte per value.
+fn pack_values(values: impl ExactSizeIterator<Item = i64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + values.len());
+    put(&mut out, values.len() as u64);
+    let mut prev = 0_i64;
+    for v in values {
+        put(&mut out, v.wrapping_sub(prev));
+        prev = v;
+    }
+    out
+}
+
+/// The inverse of `pack_values`.
+fn unpack_values(mut bytes: &[u8]) -> anyhow::Result<VecDeque<i64>> {
+    let count: u64 = take(&mut bytes)?;
+    let mut prev = 0_i64;
+    let values = (0..count)
+        .map(|_| {
+            prev = prev.wrapping_add(take::<i64>(&mut bytes)?);
+            Ok(prev)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(bytes.is_empty(), "{} trailing bytes", bytes.len());
+    Ok(values)
+}
+
 fn put(out: &mut Vec<u8>, n: impl VarInt) {
     out.extend_from_slice(&n.encode_var_vec());
 }
@@ -228,6 +279,7 @@ fn take<V: VarInt>(bytes: &mut &[u8]) -> anyhow::Result<V> {
 mod tests {
     use super::*;
     use crate::reading::Reading;
+    use crate::state::UNKNOWN_VALUE;
     use chrono::{TimeZone, Utc};
     use proptest::prelude::*;
 
@@ -240,6 +292,8 @@ mod tests {
         };
         let mut state = SensorState::new(&first);
         state.recent = times.into_iter().collect();
+        // Values that rise and fall, as a heart rate does.
+        state.values = state.recent.iter().map(|t| 60 + t.rem_euclid(41)).collect();
         state
     }
 
@@ -284,10 +338,13 @@ mod tests {
         let legacy = serde_json::to_vec(&state).unwrap().len();
         let packed = state.to_changelog().len();
         assert!(legacy > 20_000, "{legacy}");
-        assert!(packed < 4_500, "{packed} bytes (legacy {legacy})");
-        // Exactly one second apart: one byte per time.
-        let steady = state_with((0..1024).map(|i| base + i * 1_000_000_000));
-        assert!(steady.to_changelog().len() < 1_700);
+        assert!(packed < 6_500, "{packed} bytes (legacy {legacy})");
+        // Exactly one second apart, a heart rate moving by a few beats: one
+        // byte per time and one per value.
+        let mut steady = state_with((0..1024).map(|i| base + i * 1_000_000_000));
+        steady.values = (0..1024).map(|i| 70 + (i % 9) - 4).collect();
+        let steady = steady.to_changelog().len();
+        assert!(steady < 3_100, "{steady} bytes");
     }
 
     #[test]
@@ -298,15 +355,13 @@ mod tests {
         // their oldest time.
         let state = SensorState {
             floor: Some(3_000),
+            values: [UNKNOWN_VALUE; 3].into(),
             ..written.clone()
         };
         assert_eq!(SensorState::from_changelog(&legacy).unwrap(), state);
         // Version 2, as the processor wrote it before the floor (bytes of a
         // real v2 record): the same.
-        let v2 = String::from_utf8(written.to_changelog())
-            .unwrap()
-            .replace(r#""v":3"#, r#""v":2"#);
-        assert!(v2.ends_with(r#""recent_packed":"AwMGAQA"}"#), "{v2}");
+        let v2 = r#"{"v":2,"sensor_id":42,"kind":"heart_rate","stats":{"count":1,"sum":80,"min":80,"max":80,"mean":80.0,"last_value":80,"last_time":"2024-06-19T13:58:37Z"},"recent_packed":"AwMGAQA"}"#;
         assert_eq!(SensorState::from_changelog(v2.as_bytes()).unwrap(), state);
         // Written out of order or twice, a window still restores ascending.
         let shuffled = String::from_utf8(legacy)

@@ -46,7 +46,6 @@ use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
 use crate::parse::Parser;
-use crate::reading::Reading;
 use crate::state::{Applied, SensorState, StateTable};
 
 /// One line of replay's stdout: the final statistics of one (sensor, kind).
@@ -90,6 +89,8 @@ pub struct Totals {
     pub rejected: u64,
     pub duplicates: u64,
     pub late: u64,
+    /// Readings at an instant already counted with another value.
+    pub conflicts: u64,
 }
 
 /// Replays the file at `path`: summaries to `out`, uncounted lines to `err`
@@ -132,30 +133,20 @@ pub fn run_reader(
         let raw = buf.strip_suffix(b"\n").unwrap_or(&buf);
         match parser.parse(raw) {
             Ok(None) => totals.skipped += 1,
-            Ok(Some(reading)) => match table.apply(&reading) {
-                Applied::Counted(_) => totals.counted += 1,
-                Applied::Duplicate => {
-                    totals.duplicates += 1;
-                    let reason = format!(
-                        "duplicate: sensor {} {} already has a reading at {}",
-                        reading.sensor_id,
-                        reading.kind,
-                        rfc3339(&reading)
-                    );
-                    report(err, totals.lines, "duplicate", &reason, raw)?;
+            Ok(Some(reading)) => {
+                let applied = table.apply(&reading);
+                match &applied {
+                    Applied::Counted(_) => totals.counted += 1,
+                    Applied::Duplicate => totals.duplicates += 1,
+                    Applied::Late => totals.late += 1,
+                    Applied::Conflict { .. } => totals.conflicts += 1,
+                    // The table here has no bound.
+                    Applied::Full => {}
                 }
-                Applied::Late => {
-                    totals.late += 1;
-                    let reason = format!(
-                        "late: {} is older than the {} latest readings of sensor {} {}",
-                        rfc3339(&reading),
-                        table.dedup_window(),
-                        reading.sensor_id,
-                        reading.kind
-                    );
-                    report(err, totals.lines, "late", &reason, raw)?;
+                if let Some((code, reason)) = applied.refusal(&reading, &table) {
+                    report(err, totals.lines, code, &reason, raw)?;
                 }
-            },
+            }
             Err(rejection) => {
                 totals.rejected += 1;
                 let reason = rejection.to_string();
@@ -170,10 +161,6 @@ pub fn run_reader(
     out.flush()?;
     err.flush()?;
     Ok(totals)
-}
-
-fn rfc3339(reading: &Reading) -> String {
-    reading.time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// One stderr line for a line that was not counted.

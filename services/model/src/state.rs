@@ -10,7 +10,10 @@
 //! readings it counted (pipeline.toml: `dedup_window = 1024`). For a new
 //! reading with event time `t` ([`StateTable::apply`]):
 //!
-//! - `t` is in the window: [`Applied::Duplicate`], nothing changes;
+//! - `t` is in the window with the same value: [`Applied::Duplicate`],
+//!   nothing changes; with another value: [`Applied::Conflict`], nothing
+//!   changes (two readings cannot both be the sensor's at one instant, and
+//!   the second goes to the DLQ for an operator to judge);
 //! - the window is full and `t` is older than all of it, or `t` is below the
 //!   state's `floor` (one past the latest time that ever left the window):
 //!   [`Applied::Late`], nothing changes. Such a reading may be one that was counted and has since
@@ -34,6 +37,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
 use crate::reading::Reading;
@@ -50,7 +54,56 @@ pub enum Applied {
     /// told apart from an already counted reading; nothing changed. See the
     /// module docs.
     Late,
+    /// Same (sensor, kind, instant) as a counted reading, another value (the
+    /// counted one); nothing changed.
+    Conflict { counted: i64 },
+    /// A (sensor, kind) the table has no room for ([`StateTable::with_max_states`]);
+    /// nothing changed.
+    Full,
 }
+
+impl Applied {
+    /// Why `reading` was not counted, as the DLQ reason and a stable code for
+    /// metric labels; `None` when it was counted.
+    pub fn refusal(&self, reading: &Reading, table: &StateTable) -> Option<(&'static str, String)> {
+        let (sensor, kind) = (reading.sensor_id, &reading.kind);
+        let time = reading.time.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        Some(match self {
+            Applied::Counted(_) => return None,
+            Applied::Duplicate => (
+                "duplicate",
+                format!("duplicate: sensor {sensor} {kind} already has a reading at {time}"),
+            ),
+            Applied::Late => (
+                "late",
+                format!(
+                    "late: {time} is older than the {} latest readings of sensor {sensor} {kind}; \
+                     cannot rule out a duplicate",
+                    table.dedup_window()
+                ),
+            ),
+            Applied::Conflict { counted } => (
+                "conflict",
+                format!(
+                    "conflict: sensor {sensor} {kind} already has value {counted} at {time}, not {}",
+                    reading.value
+                ),
+            ),
+            Applied::Full => (
+                "state_full",
+                format!(
+                    "state full: {} sensor kinds are tracked, the most this processor keeps; \
+                     sensor {sensor} {kind} is not one of them",
+                    table.len()
+                ),
+            ),
+        })
+    }
+}
+
+/// The value remembered for a time restored from a changelog record written
+/// before values were kept: a reading at that time is taken as a duplicate.
+pub const UNKNOWN_VALUE: i64 = i64::MIN;
 
 /// State of one (sensor, kind): its statistics and recent event times.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +118,10 @@ pub struct SensorState {
     /// and readings mostly arrive in order, so a new time goes to the back.
     #[serde(deserialize_with = "ascending_times")]
     pub recent: VecDeque<i64>,
+    /// The value counted at each time of `recent` ([`UNKNOWN_VALUE`] where a
+    /// restored record did not say).
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub values: VecDeque<i64>,
     /// One past the latest event time that has left `recent`: readings
     /// before it may have been counted, so they are late whatever the
     /// window's size. `None` while nothing has left it.
@@ -80,6 +137,7 @@ impl SensorState {
             kind: reading.kind.clone(),
             stats: Stats::of(reading),
             recent: VecDeque::from([reading.time_ns()]),
+            values: VecDeque::from([reading.value]),
             floor: None,
         }
     }
@@ -91,7 +149,12 @@ impl SensorState {
             // The common case, a reading newer than all others: no search.
             Some(&newest) if t > newest => self.recent.len(),
             _ => match self.recent.binary_search(&t) {
-                Ok(_) => return Applied::Duplicate,
+                Ok(i) => {
+                    return match self.values[i] {
+                        v if v == reading.value || v == UNKNOWN_VALUE => Applied::Duplicate,
+                        counted => Applied::Conflict { counted },
+                    }
+                }
                 Err(pos) => pos,
             },
         };
@@ -100,14 +163,23 @@ impl SensorState {
             return Applied::Late;
         }
         self.recent.insert(pos, t);
+        self.values.insert(pos, reading.value);
         self.trim(window);
         self.stats.add_reading(reading);
         Applied::Counted(self.stats.clone())
     }
 
+    /// Gives every time a value, [`UNKNOWN_VALUE`] where a record had none.
+    pub(crate) fn fill_unknown_values(&mut self) {
+        if self.values.len() != self.recent.len() {
+            self.values = self.recent.iter().map(|_| UNKNOWN_VALUE).collect();
+        }
+    }
+
     /// Keeps the `window` latest times; the floor rises past those that leave.
     fn trim(&mut self, window: usize) {
         while self.recent.len() > window {
+            self.values.pop_front();
             if let Some(gone) = self.recent.pop_front() {
                 self.floor = Some(gone.saturating_add(1).max(self.floor.unwrap_or(i64::MIN)));
             }
@@ -125,6 +197,7 @@ impl SensorState {
 pub struct StateTable {
     states: HashMap<(u64, String), SensorState>,
     dedup_window: usize,
+    max_states: Option<usize>,
 }
 
 impl StateTable {
@@ -135,7 +208,16 @@ impl StateTable {
         Self {
             states: HashMap::new(),
             dedup_window,
+            max_states: None,
         }
+    }
+
+    /// The same table keeping at most `max` (sensor, kind)s: a reading of
+    /// any other is [`Applied::Full`]. Memory then stays under about
+    /// `max * dedup_window * 16` bytes of windows, whatever ids arrive.
+    pub fn with_max_states(mut self, max: usize) -> Self {
+        self.max_states = Some(max);
+        self
     }
 
     pub fn dedup_window(&self) -> usize {
@@ -145,7 +227,9 @@ impl StateTable {
     /// Counts `reading` unless it is a duplicate or late (module docs).
     pub fn apply(&mut self, reading: &Reading) -> Applied {
         let window = self.dedup_window();
+        let full = self.max_states.is_some_and(|max| self.states.len() >= max);
         match self.states.entry((reading.sensor_id, reading.kind.clone())) {
+            Entry::Vacant(_) if full => Applied::Full,
             Entry::Vacant(slot) => {
                 Applied::Counted(slot.insert(SensorState::new(reading)).stats.clone())
             }
@@ -162,6 +246,7 @@ impl StateTable {
     /// compaction. Its window is trimmed to this table's size, in case the
     /// configured window shrank. Returns the state it replaced.
     pub fn insert_restored(&mut self, mut state: SensorState) -> Option<SensorState> {
+        state.fill_unknown_values();
         state.trim(self.dedup_window());
         self.states
             .insert((state.sensor_id, state.kind.clone()), state)

@@ -85,7 +85,8 @@ fn seed_dataset_shuffled_with_crlf_and_redelivery_gives_the_same_results() {
             skipped: 1,
             rejected: 0,
             duplicates: 2,
-            late: 0
+            late: 0,
+            conflicts: 0
         }
     );
     assert_eq!(err.len(), 2);
@@ -120,7 +121,8 @@ fn bad_lines_are_reported_on_stderr_and_the_rest_is_counted() {
             skipped: 2,
             rejected: 6,
             duplicates: 0,
-            late: 0
+            late: 0,
+            conflicts: 0
         }
     );
     assert_eq!(

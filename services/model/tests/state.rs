@@ -41,12 +41,27 @@ fn same_identity_is_a_duplicate_even_in_another_notation() {
         "1,heart_rate,2024-06-19 13:58:37.074766,80",
         "1,heart_rate,2024-06-19T13:58:37.074766Z,80",
         "1,heart_rate,2024-06-19T15:58:37.074766000+02:00,80",
-        // Same identity, other value: still the same reading, counted once.
-        "\"1,heart_rate,2024-06-19 13:58:37.0747660,99\"",
     ] {
         let r = parser.parse(same.as_bytes()).unwrap().unwrap();
         assert_eq!(table.apply(&r), Applied::Duplicate, "{same}");
     }
+    // Same identity, other value: not counted, a conflict for the DLQ
+    // (issue 11, item 3: it used to be dropped as a duplicate).
+    let other = parser
+        .parse(b"\"1,heart_rate,2024-06-19 13:58:37.0747660,99\"")
+        .unwrap()
+        .unwrap();
+    let conflict = table.apply(&other);
+    assert_eq!(conflict, Applied::Conflict { counted: 80 });
+    assert_eq!(
+        conflict.refusal(&other, &table).unwrap(),
+        (
+            "conflict",
+            "conflict: sensor 1 heart_rate already has value 80 at 2024-06-19T13:58:37.074766Z, not 99"
+                .to_owned()
+        )
+    );
+    assert_eq!(table.get(1, "heart_rate").unwrap().stats.count, 1);
     // Another sensor, another kind or another instant is not a duplicate.
     assert_eq!(
         counted(table.apply(&reading(2, "heart_rate", first.time_ns(), 80))).count,
@@ -144,7 +159,7 @@ fn state_survives_the_changelog_round_trip() {
     let json = serde_json::to_string(&state).unwrap();
     assert_eq!(
         json,
-        r#"{"sensor_id":3,"kind":"heart_rate","stats":{"count":6,"sum":381,"min":61,"max":66,"mean":63.5,"last_value":66,"last_time":"1970-01-01T00:00:00.000006Z"},"recent":[3000,4000,5000,6000],"floor":2001}"#
+        r#"{"sensor_id":3,"kind":"heart_rate","stats":{"count":6,"sum":381,"min":61,"max":66,"mean":63.5,"last_value":66,"last_time":"1970-01-01T00:00:00.000006Z"},"recent":[3000,4000,5000,6000],"values":[63,64,65,66],"floor":2001}"#
     );
 
     // A restarted processor restores, then sees a redelivered reading.
@@ -298,4 +313,65 @@ fn raising_the_window_never_counts_an_evicted_reading_again() {
         counted(large.apply(&reading(1, "heart_rate", 5, 60))).count,
         4
     );
+}
+
+/// Issue 11, item 7: every distinct id used to become a state entry, so a
+/// flood of ids grew the processor without bound.
+#[test]
+fn a_bounded_table_refuses_new_sensors_once_full() {
+    let mut table = StateTable::new(4).with_max_states(2);
+    counted(table.apply(&reading(1, "heart_rate", 10, 60)));
+    counted(table.apply(&reading(2, "heart_rate", 10, 61)));
+    let third = reading(3, "heart_rate", 10, 62);
+    let full = table.apply(&third);
+    assert_eq!(full, Applied::Full);
+    assert_eq!(
+        full.refusal(&third, &table).unwrap(),
+        (
+            "state_full",
+            "state full: 2 sensor kinds are tracked, the most this processor keeps; sensor 3 heart_rate is not one of them"
+                .to_owned()
+        )
+    );
+    assert_eq!(table.len(), 2);
+    assert!(table.get(3, "heart_rate").is_none());
+    // The sensors it has keep counting; another kind of one is a new entry.
+    assert_eq!(
+        counted(table.apply(&reading(1, "heart_rate", 20, 60))).count,
+        2
+    );
+    assert_eq!(table.apply(&reading(1, "spo2", 20, 97)), Applied::Full);
+    // Unbounded by default.
+    let mut open = StateTable::new(4);
+    for id in 1..=1_000 {
+        counted(open.apply(&reading(id, "heart_rate", 10, 60)));
+    }
+    assert_eq!(open.len(), 1_000);
+}
+
+#[test]
+fn refusals_name_the_reading() {
+    let mut table = StateTable::new(2);
+    for ns in [1_000_000_000, 2_000_000_000] {
+        counted(table.apply(&reading(5, "heart_rate", ns, 70)));
+    }
+    let again = reading(5, "heart_rate", 2_000_000_000, 70);
+    let duplicate = table.apply(&again);
+    assert_eq!(
+        duplicate.refusal(&again, &table).unwrap().1,
+        "duplicate: sensor 5 heart_rate already has a reading at 1970-01-01T00:00:02Z"
+    );
+    let old = reading(5, "heart_rate", 500_000_000, 70);
+    let late = table.apply(&old);
+    assert_eq!(
+        late.refusal(&old, &table).unwrap(),
+        (
+            "late",
+            "late: 1970-01-01T00:00:00.500Z is older than the 2 latest readings of sensor 5 heart_rate; cannot rule out a duplicate"
+                .to_owned()
+        )
+    );
+    let new = reading(5, "heart_rate", 3_000_000_000, 71);
+    let applied = table.apply(&new);
+    assert_eq!(applied.refusal(&new, &table), None);
 }

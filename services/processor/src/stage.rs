@@ -94,6 +94,10 @@ pub struct Pending {
     pub counted: u64,
     pub duplicates: u64,
     pub late: u64,
+    /// Same instant as a counted reading, another value.
+    pub conflicts: u64,
+    /// A new (sensor, kind) with the state table full.
+    pub full: u64,
     pub unreadable: u64,
 }
 
@@ -182,18 +186,22 @@ impl Process {
                     "duplicate reading"
                 );
             }
-            Applied::Late => {
-                self.pending.late += 1;
+            refused => {
+                let (code, reason) = refused
+                    .refusal(&reading, &self.table)
+                    .expect("only Counted has no refusal");
+                match refused {
+                    Applied::Late => self.pending.late += 1,
+                    Applied::Conflict { .. } => self.pending.conflicts += 1,
+                    _ => self.pending.full += 1,
+                }
                 tracing::info!(
                     sensor = reading.sensor_id,
                     topic,
                     partition,
                     offset,
-                    "late reading to DLQ"
-                );
-                let reason = format!(
-                    "late: older than the last {} event times of sensor {} {}; cannot rule out a duplicate",
-                    self.dedup_window, reading.sensor_id, reading.kind
+                    code,
+                    "reading to DLQ"
                 );
                 let record = DlqRecord::new(STAGE, reason, payload, topic, partition, offset);
                 out.push(self.dlq(&record)?);
@@ -291,8 +299,11 @@ impl Transform for Process {
             .increment(pending.counted);
         metrics::counter!(m::DUPLICATES).increment(pending.duplicates);
         metrics::counter!(m::REJECTED, "reason" => "late").increment(pending.late);
+        metrics::counter!(m::REJECTED, "reason" => "conflict").increment(pending.conflicts);
+        metrics::counter!(m::REJECTED, "reason" => "state_full").increment(pending.full);
         metrics::counter!(m::REJECTED, "reason" => "bad_reading").increment(pending.unreadable);
-        metrics::counter!(m::DLQ).increment(pending.late + pending.unreadable);
+        metrics::counter!(m::DLQ)
+            .increment(pending.late + pending.conflicts + pending.full + pending.unreadable);
         metrics::gauge!(m::STATE_KEYS).set(self.table.len() as f64);
     }
 
@@ -380,6 +391,8 @@ mod tests {
                 counted: 3,
                 duplicates: 1,
                 late: 0,
+                conflicts: 0,
+                full: 0,
                 unreadable: 0
             }
         );
