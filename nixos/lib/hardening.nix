@@ -41,6 +41,26 @@ rec {
     UMask = "0077";
   };
 
+  # A boot-time job with the common sandbox: it runs once, ordered after the
+  # units it requires or wants, and stays active when done, so units ordered
+  # after it wait for its work (Type=oneshot, RemainAfterExit). `unit` is the
+  # systemd.services entry without wantedBy and after; its serviceConfig is
+  # added to (and may override) the profile.
+  oneshot =
+    unit:
+    unit
+    // {
+      wantedBy = [ "multi-user.target" ];
+      after = unit.requires or [ ] ++ unit.wants or [ ];
+      serviceConfig =
+        common
+        // {
+          Type = "oneshot";
+          RemainAfterExit = true;
+        }
+        // unit.serviceConfig;
+    };
+
   # JVM units (brokers, Connect, the topic oneshot). No MemoryDenyWriteExecute:
   # the JIT needs W+X pages; no ProcSubset=pid: the JVM reads /proc/meminfo.
   jvm = common;
