@@ -1,5 +1,6 @@
 # systemd sandboxing shared by Pulsewire's units, aimed at
-# `systemd-analyze security` rating "OK" or better. Builtins only.
+# `systemd-analyze security` rating "OK" or better, and the profile of its
+# run-once boot jobs (oneshot). Builtins only.
 rec {
   # Every unit: its own dynamic user, read-only system, no devices, no
   # capabilities, IP sockets plus the journal/notify socket only.
