@@ -11,8 +11,8 @@
 let
   cfg = config.services.pulsewire;
   gcfg = cfg.grafana;
-  render = import ./lib/pulsewire.nix { pipelineFile = cfg.pipelineFile; };
-  inherit (render.pipeline.influxdb) org bucket;
+  # The InfluxDB organization and bucket the datasource reads, from pipeline.toml.
+  inherit ((import ./lib/pulsewire.nix { inherit (cfg) pipelineFile; }).pipeline.influxdb) org bucket;
   secrets = import ./lib/secret-paths.nix cfg;
 
   credentials = "/run/credentials/grafana.service";

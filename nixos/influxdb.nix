@@ -36,7 +36,7 @@ let
     rollups
     ;
   secrets = import ./lib/secret-paths.nix cfg;
-  inherit (import ./lib/hardening.nix) common;
+  inherit (import ./lib/hardening.nix) oneshot;
 
   credentials = "/run/credentials/influxdb2.service";
   # One credential per token of render.influxdb.auths, named like the auth.
@@ -113,19 +113,15 @@ in
       serviceConfig.LoadCredential = lib.mapAttrsToList (name: path: "${name}:${path}") tokenCredentials;
     };
 
-    systemd.services.pulsewire-influxdb-tasks = {
+    systemd.services.pulsewire-influxdb-tasks = oneshot {
       description = "Pulsewire: create or update the InfluxDB rollup tasks (idempotent)";
-      wantedBy = [ "multi-user.target" ];
-      after = [ "pulsewire-influxdb-ready.service" ];
       requires = [ "pulsewire-influxdb-ready.service" ];
       path = [
         pkgs.curl
         pkgs.jq
         pkgs.coreutils
       ];
-      serviceConfig = common // {
-        Type = "oneshot";
-        RemainAfterExit = true;
+      serviceConfig = {
         ExecStart = lib.escapeShellArgs [
           "${pkgs.bash}/bin/bash"
           "${../provisioning/influxdb/sync-tasks}"
@@ -138,15 +134,11 @@ in
       };
     };
 
-    systemd.services.pulsewire-influxdb-ready = {
+    systemd.services.pulsewire-influxdb-ready = oneshot {
       description = "Pulsewire: wait until InfluxDB accepts the uploader's and Grafana's tokens";
-      wantedBy = [ "multi-user.target" ];
-      after = [ "influxdb2.service" ];
       requires = [ "influxdb2.service" ];
       path = [ pkgs.curl ];
-      serviceConfig = common // {
-        Type = "oneshot";
-        RemainAfterExit = true;
+      serviceConfig = {
         ExecStart = readyScript;
         RuntimeDirectory = "pulsewire-influxdb-ready";
         LoadCredential = lib.mapAttrsToList (name: path: "${name}:${path}") tokenCredentials;

@@ -38,13 +38,61 @@ let
     };
   };
 
-  stageOptions = name: extra: {
-    enable = mkOption {
+  # A component's switch: on with the whole pipeline unless set.
+  componentEnable =
+    description:
+    mkOption {
       type = types.bool;
       default = cfg.enable;
       defaultText = lib.literalExpression "config.services.pulsewire.enable";
-      description = "Whether to run the pulsewire-${name} service.";
+      inherit description;
     };
+
+  # Where InfluxDB and Grafana listen for HTTP.
+  listenAddress =
+    what:
+    mkOption {
+      type = types.str;
+      default = "127.0.0.1";
+      example = "0.0.0.0";
+      description = "Address ${what} binds to.";
+    };
+  httpPort =
+    what: default:
+    mkOption {
+      type = types.port;
+      inherit default;
+      description = "${what} HTTP port.";
+    };
+
+  # A JVM's heap (both -Xms and -Xmx), e.g. "512m".
+  heapSize =
+    default: description:
+    mkOption {
+      type = types.str;
+      inherit default description;
+    };
+
+  # Extra Java properties, rendered after (so overriding) the generated ones.
+  extraProperties =
+    description:
+    mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      inherit description;
+    };
+
+  # Opening ports in networking.firewall: off unless asked for.
+  openFirewallOption =
+    description:
+    mkOption {
+      type = types.bool;
+      default = false;
+      inherit description;
+    };
+
+  stageOptions = name: extra: {
+    enable = componentEnable "Whether to run the pulsewire-${name} service.";
     metricsAddress = mkOption {
       type = types.str;
       default = "127.0.0.1:${toString p.services.${name}.metrics_port}";
@@ -101,19 +149,10 @@ in
       description = "The pipeline description every default here is derived from. Note the services compile in their own copy; change both together.";
     };
 
-    openFirewall = mkOption {
-      type = types.bool;
-      default = false;
-      description = "Open the firewall for exactly the Grafana and InfluxDB ports (and nothing else).";
-    };
+    openFirewall = openFirewallOption "Open the firewall for exactly the Grafana and InfluxDB ports (and nothing else).";
 
     kafka = {
-      enable = mkOption {
-        type = types.bool;
-        default = cfg.enable;
-        defaultText = lib.literalExpression "config.services.pulsewire.enable";
-        description = "Whether to run Kafka brokers (those in {option}`localBrokers`) on this host.";
-      };
+      enable = componentEnable "Whether to run Kafka brokers (those in {option}`localBrokers`) on this host.";
       package = lib.mkPackageOption pkgs "apacheKafka" { };
       clusterId = mkOption {
         type = types.strMatching "[A-Za-z0-9_-]{22}";
@@ -144,18 +183,11 @@ in
         example = [ 2 ];
         description = "Ids of the brokers that run on this host, one unit `pulsewire-kafka-<id>` each.";
       };
-      heap = mkOption {
-        type = types.str;
-        default = p.kafka.heap;
-        description = "JVM heap of each broker (`-Xms`/`-Xmx` via KAFKA_HEAP_OPTS).";
-      };
-      settings = mkOption {
-        type = types.attrsOf types.str;
-        default = { };
+      heap = heapSize p.kafka.heap "JVM heap of each broker (`-Xms`/`-Xmx` via KAFKA_HEAP_OPTS).";
+      settings = extraProperties "Extra server.properties entries for every local broker; they override the rendered ones." // {
         example = {
           "log.retention.hours" = "72";
         };
-        description = "Extra server.properties entries for every local broker; they override the rendered ones.";
       };
       createTopics = mkOption {
         type = types.bool;
@@ -163,44 +195,22 @@ in
         defaultText = lib.literalMD "true when brokers run here";
         description = "Run the idempotent `pulsewire-kafka-topics` oneshot that creates (and re-applies the configs of) the pipeline topics.";
       };
-      openFirewall = mkOption {
-        type = types.bool;
-        default = false;
-        description = "Open the local brokers' client and controller ports (needed when brokers span hosts).";
-      };
+      openFirewall = openFirewallOption "Open the local brokers' client and controller ports (needed when brokers span hosts).";
     };
 
     connect = {
-      enable = mkOption {
-        type = types.bool;
-        default = cfg.enable;
-        defaultText = lib.literalExpression "config.services.pulsewire.enable";
-        description = "Whether to run the Kafka Connect distributed worker and register the FileStreamSource connector.";
-      };
-      heap = mkOption {
-        type = types.str;
-        default = p.connect.heap;
-        description = "JVM heap of the Connect worker.";
-      };
+      enable = componentEnable "Whether to run the Kafka Connect distributed worker and register the FileStreamSource connector.";
+      heap = heapSize p.connect.heap "JVM heap of the Connect worker.";
       file = mkOption {
         type = types.str;
         default = p.connect.file;
         description = "The CSV file the connector tails (and the simulator appends to). Append-only: rotating or truncating it breaks exactly-once ingestion.";
       };
-      settings = mkOption {
-        type = types.attrsOf types.str;
-        default = { };
-        description = "Extra worker properties; they override the rendered ones.";
-      };
+      settings = extraProperties "Extra worker properties; they override the rendered ones.";
     };
 
     simulator = stageOptions "simulator" {
-      enable = mkOption {
-        type = types.bool;
-        default = cfg.enable;
-        defaultText = lib.literalExpression "config.services.pulsewire.enable";
-        description = "Whether to run the simulated sensor fleet, appending CSV lines to {option}`services.pulsewire.connect.file`.";
-      };
+      enable = componentEnable "Whether to run the simulated sensor fleet, appending CSV lines to {option}`services.pulsewire.connect.file`.";
       replayFile = mkOption {
         type = types.nullOr types.path;
         default = null;
@@ -213,23 +223,9 @@ in
     uploader = stageOptions "uploader" { };
 
     influxdb = {
-      enable = mkOption {
-        type = types.bool;
-        default = cfg.enable;
-        defaultText = lib.literalExpression "config.services.pulsewire.enable";
-        description = "Whether to run and provision InfluxDB 2 (services.influxdb2) for the pipeline.";
-      };
-      address = mkOption {
-        type = types.str;
-        default = "127.0.0.1";
-        example = "0.0.0.0";
-        description = "Address InfluxDB binds to.";
-      };
-      port = mkOption {
-        type = types.port;
-        default = p.influxdb.port;
-        description = "InfluxDB HTTP port.";
-      };
+      enable = componentEnable "Whether to run and provision InfluxDB 2 (services.influxdb2) for the pipeline.";
+      address = listenAddress "InfluxDB";
+      port = httpPort "InfluxDB" p.influxdb.port;
       url = mkOption {
         type = types.str;
         default = "http://127.0.0.1:${toString cfg.influxdb.port}";
@@ -244,23 +240,9 @@ in
     };
 
     grafana = {
-      enable = mkOption {
-        type = types.bool;
-        default = cfg.enable;
-        defaultText = lib.literalExpression "config.services.pulsewire.enable";
-        description = "Whether to run Grafana with the Pulsewire datasource and dashboard provisioned.";
-      };
-      address = mkOption {
-        type = types.str;
-        default = "127.0.0.1";
-        example = "0.0.0.0";
-        description = "Address Grafana binds to.";
-      };
-      port = mkOption {
-        type = types.port;
-        default = p.grafana.port;
-        description = "Grafana HTTP port.";
-      };
+      enable = componentEnable "Whether to run Grafana with the Pulsewire datasource and dashboard provisioned.";
+      address = listenAddress "Grafana";
+      port = httpPort "Grafana" p.grafana.port;
     };
 
     secrets = {

@@ -1,5 +1,6 @@
 # systemd sandboxing shared by Pulsewire's units, aimed at
-# `systemd-analyze security` rating "OK" or better. Builtins only.
+# `systemd-analyze security` rating "OK" or better, and the profile of its
+# run-once boot jobs (oneshot). Builtins only.
 rec {
   # Every unit: its own dynamic user, read-only system, no devices, no
   # capabilities, IP sockets plus the journal/notify socket only.
@@ -40,6 +41,26 @@ rec {
     SystemCallErrorNumber = "EPERM";
     UMask = "0077";
   };
+
+  # A boot-time job with the common sandbox: it runs once, ordered after the
+  # units it requires or wants, and stays active when done, so units ordered
+  # after it wait for its work (Type=oneshot, RemainAfterExit). `unit` is the
+  # systemd.services entry without wantedBy and after; its serviceConfig is
+  # added to (and may override) the profile.
+  oneshot =
+    unit:
+    unit
+    // {
+      wantedBy = [ "multi-user.target" ];
+      after = unit.requires or [ ] ++ unit.wants or [ ];
+      serviceConfig =
+        common
+        // {
+          Type = "oneshot";
+          RemainAfterExit = true;
+        }
+        // unit.serviceConfig;
+    };
 
   # JVM units (brokers, Connect, the topic oneshot). No MemoryDenyWriteExecute:
   # the JIT needs W+X pages; no ProcSubset=pid: the JVM reads /proc/meminfo.

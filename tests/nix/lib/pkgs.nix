@@ -19,6 +19,21 @@ let
     meta.mainProgram = name;
     passthru.jre = package "jdk17" "17";
   };
+
+  # The packages, written name-version and split as Nix splits a derivation name.
+  packages = map builtins.parseDrvName [
+    "apacheKafka-2.13-4.1.1"
+    "curl-8.16.0"
+    "jq-1.8.1"
+    "coreutils-9.8"
+    "bash-5.3"
+    "influxdb2-2.7.12"
+    "influxdb2-cli-2.7.5"
+    "influxdb2-provision-1.0.0"
+    "influxdb2-token-manipulator-1.0.0"
+    "grafana-12.2.0"
+    "tzdata-2025b"
+  ];
 in
 {
   writeText = file;
@@ -26,16 +41,5 @@ in
   writeShellScriptBin = file;
   runCommand = name: _env: script: file name script;
   stdenv.hostPlatform.system = "x86_64-linux";
-
-  apacheKafka = package "apacheKafka" "2.13-4.1.1";
-  curl = package "curl" "8.16.0";
-  jq = package "jq" "1.8.1";
-  coreutils = package "coreutils" "9.8";
-  bash = package "bash" "5.3";
-  influxdb2 = package "influxdb2" "2.7.12";
-  influxdb2-cli = package "influxdb2-cli" "2.7.5";
-  influxdb2-provision = package "influxdb2-provision" "1.0.0";
-  influxdb2-token-manipulator = package "influxdb2-token-manipulator" "1.0.0";
-  grafana = package "grafana" "12.2.0";
-  tzdata = package "tzdata" "2025b";
 }
+// lib.listToAttrs (map (p: lib.nameValuePair p.name (package p.name p.version)) packages)

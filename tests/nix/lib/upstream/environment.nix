@@ -17,6 +17,8 @@
 let
   inherit (lib) mkOption types;
 
+  opt = type: default: description: mkOption { inherit type default description; };
+
   etcEntry =
     {
       name,
@@ -26,50 +28,23 @@ let
     }:
     {
       options = {
-        enable = mkOption {
-          type = types.bool;
-          default = true;
-          description = "Whether this /etc file is generated.";
-        };
+        enable = opt types.bool true "Whether this /etc file is generated.";
         target = mkOption {
           type = types.str;
           description = "Path relative to /etc; the attribute name unless set.";
         };
-        text = mkOption {
-          type = types.nullOr types.lines;
-          default = null;
-          description = "Content of the file (sets `source`).";
-        };
+        text = opt (types.nullOr types.lines) null "Content of the file (sets `source`).";
         source = mkOption {
           type = types.path;
           description = "Path of the source file.";
         };
-        mode = mkOption {
-          type = types.str;
-          default = "symlink";
+        mode = opt types.str "symlink" "\"symlink\", or the mode of a copied file." // {
           example = "0600";
-          description = "\"symlink\", or the mode of a copied file.";
         };
-        uid = mkOption {
-          type = types.int;
-          default = 0;
-          description = "Owner uid of a copied file.";
-        };
-        gid = mkOption {
-          type = types.int;
-          default = 0;
-          description = "Group gid of a copied file.";
-        };
-        user = mkOption {
-          type = types.str;
-          default = "+${toString config.uid}";
-          description = "Owner name of a copied file (wins over uid).";
-        };
-        group = mkOption {
-          type = types.str;
-          default = "+${toString config.gid}";
-          description = "Group name of a copied file (wins over gid).";
-        };
+        uid = opt types.int 0 "Owner uid of a copied file.";
+        gid = opt types.int 0 "Group gid of a copied file.";
+        user = opt types.str "+${toString config.uid}" "Owner name of a copied file (wins over uid).";
+        group = opt types.str "+${toString config.gid}" "Group name of a copied file (wins over gid).";
       };
 
       config = {
@@ -82,16 +57,7 @@ let
 in
 {
   options.environment = {
-    etc = mkOption {
-      type = types.attrsOf (types.submodule etcEntry);
-      default = { };
-      description = "Files linked (or copied) into /etc.";
-    };
-
-    systemPackages = mkOption {
-      type = types.listOf types.package;
-      default = [ ];
-      description = "Packages in /run/current-system/sw.";
-    };
+    etc = opt (types.attrsOf (types.submodule etcEntry)) { } "Files linked (or copied) into /etc.";
+    systemPackages = opt (types.listOf types.package) [ ] "Packages in /run/current-system/sw.";
   };
 }

@@ -39,17 +39,18 @@ let
   inherit (lib) mkOption types;
   cfg = config.services.grafana;
 
+  # The scalar values both formats below accept (besides null).
+  scalars = [
+    types.bool
+    types.int
+    types.float
+    types.str
+  ];
+
   # pkgs.formats.ini's atom, as grafana calls it (listToValue set, so a non-empty
   # list is accepted as well and joined with spaces when rendered).
   singleIniAtom =
-    types.nullOr (
-      types.oneOf [
-        types.bool
-        types.int
-        types.float
-        types.str
-      ]
-    )
+    types.nullOr (types.oneOf scalars)
     // {
       description = "INI atom (null, bool, int, float or string)";
     };
@@ -66,15 +67,14 @@ let
   # pkgs.formats.yaml { } (yaml_1_1) type
   yamlValue =
     types.nullOr (
-      types.oneOf [
-        types.bool
-        types.int
-        types.float
-        types.str
-        types.path
-        (types.attrsOf yamlValue)
-        (types.listOf yamlValue)
-      ]
+      types.oneOf (
+        scalars
+        ++ [
+          types.path
+          (types.attrsOf yamlValue)
+          (types.listOf yamlValue)
+        ]
+      )
     )
     // {
       description = "YAML 1.1 value";
@@ -92,76 +92,55 @@ let
     } (lib.mapAttrs (_: lib.mapAttrs (_: v: if lib.isList v then listToValue v else v)) cfg.settings)
   );
 
+  opt = type: default: description: mkOption { inherit type default description; };
+  bool = opt types.bool;
+  str = opt types.str;
+  # A required option (no default).
+  required = type: description: mkOption { inherit type description; };
+  nullOrAttrs = opt (types.nullOr types.attrs) null;
+
+  # provision.datasources / provision.dashboards: a provisioning file given as Nix
+  # (`settings`: its apiVersion and the kind's own options) or as YAML (`path`).
+  provisioning =
+    kind: description: options:
+    opt (types.submodule {
+      options.settings = opt (types.nullOr (
+        types.submodule {
+          options = {
+            apiVersion = opt types.int 1 "Config file version.";
+          }
+          // options;
+        }
+      )) null "${kind} provisioning file as Nix; exclusive with `path`.";
+      options.path = opt (types.nullOr types.path) null "YAML file or directory instead of `settings`.";
+    }) { } description;
+
   datasourceConfig = types.submodule {
     freeformType = yamlValue;
     options = {
-      name = mkOption {
-        type = types.str;
-        description = "Datasource name (required).";
-      };
-      type = mkOption {
-        type = types.str;
-        description = "Datasource type (required).";
-      };
-      access = mkOption {
-        type = types.enum [
-          "proxy"
-          "direct"
-        ];
-        default = "proxy";
-        description = "proxy (server) or direct (browser) access.";
-      };
-      uid = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        description = "Stable uid other configuration can refer to; generated if null.";
-      };
+      name = required types.str "Datasource name (required).";
+      type = required types.str "Datasource type (required).";
+      access = opt (types.enum [
+        "proxy"
+        "direct"
+      ]) "proxy" "proxy (server) or direct (browser) access.";
+      uid = opt (types.nullOr types.str) null "Stable uid other configuration can refer to; generated if null.";
       # 2023 copy: default "localhost"
-      url = mkOption {
-        type = types.str;
-        default = "";
-        description = "URL of the datasource.";
-      };
-      editable = mkOption {
-        type = types.bool;
-        default = false;
-        description = "Whether users may edit the datasource in the UI.";
-      };
-      jsonData = mkOption {
-        type = types.nullOr types.attrs;
-        default = null;
-        description = "Plugin-specific settings.";
-      };
-      secureJsonData = mkOption {
-        type = types.nullOr types.attrs;
-        default = null;
-        description = "Plugin-specific secrets; world-readable in the store unless file/env providers are used.";
-      };
+      url = str "" "URL of the datasource.";
+      editable = bool false "Whether users may edit the datasource in the UI.";
+      jsonData = nullOrAttrs "Plugin-specific settings.";
+      secureJsonData = nullOrAttrs "Plugin-specific secrets; world-readable in the store unless file/env providers are used.";
     };
   };
 
   dashboardConfig = types.submodule {
     freeformType = yamlValue;
     options = {
-      name = mkOption {
-        type = types.str;
-        default = "default";
-        description = "Unique provider name.";
-      };
-      type = mkOption {
-        type = types.str;
-        default = "file";
-        description = "Provider type.";
-      };
-      options.path = mkOption {
-        type = types.path;
-        description = "Directory Grafana watches for dashboards (file providers).";
-      };
+      name = str "default" "Unique provider name.";
+      type = str "file" "Provider type.";
+      options.path = required types.path "Directory Grafana watches for dashboards (file providers).";
     };
   };
-
-  bool = default: description: mkOption { type = types.bool; inherit default description; };
-  str = default: description: mkOption { type = types.str; inherit default description; };
 
   # The file/env provider forms Grafana expands ($__file{...}, $__env{...}, $VAR).
   doesntUseFileProvider =
@@ -186,11 +165,7 @@ in
       description = "Plugin packages to install; when set, plugins cannot be installed by hand.";
     };
 
-    dataDir = mkOption {
-      type = types.path;
-      default = "/var/lib/grafana";
-      description = "Data directory.";
-    };
+    dataDir = opt types.path "/var/lib/grafana" "Data directory.";
 
     # Ma27 copy only (not in the 2023 one)
     openFirewall = bool false "Open the HTTP port in the firewall.";
@@ -202,23 +177,15 @@ in
         freeformType = iniType;
         options = {
           server = {
-            protocol = mkOption {
-              type = types.enum [
-                "http"
-                "https"
-                "h2"
-                "socket"
-              ];
-              default = "http";
-              description = "Protocol to listen with.";
-            };
+            protocol = opt (types.enum [
+              "http"
+              "https"
+              "h2"
+              "socket"
+            ]) "http" "Protocol to listen with.";
             # deliberately unlike upstream Grafana's default
             http_addr = str "127.0.0.1" "Listening address.";
-            http_port = mkOption {
-              type = types.port;
-              default = 3000;
-              description = "Listening port.";
-            };
+            http_port = opt types.port 3000 "Listening port.";
             domain = str "localhost" "Public domain name (used by the default root_url).";
             root_url = str "%(protocol)s://%(domain)s:%(http_port)s/" "Full public URL.";
             enforce_domain = bool false "Redirect requests whose Host differs from domain.";
@@ -256,84 +223,20 @@ in
     provision = {
       enable = lib.mkEnableOption "provision";
 
-      datasources = mkOption {
-        default = { };
-        description = "Declaratively provisioned datasources.";
-        type = types.submodule {
-          options.settings = mkOption {
-            default = null;
-            description = "Datasource provisioning file as Nix; exclusive with `path`.";
-            type = types.nullOr (
-              types.submodule {
-                options = {
-                  apiVersion = mkOption {
-                    type = types.int;
-                    default = 1;
-                    description = "Config file version.";
-                  };
-                  # Ma27 copy only
-                  prune = bool false "Delete provisioned datasources once removed here.";
-                  datasources = mkOption {
-                    type = types.listOf datasourceConfig;
-                    default = [ ];
-                    description = "Datasources to insert/update.";
-                  };
-                  deleteDatasources = mkOption {
-                    default = [ ];
-                    description = "Datasources to delete from the database.";
-                    type = types.listOf (
-                      types.submodule {
-                        options.name = mkOption {
-                          type = types.str;
-                          description = "Name of the datasource.";
-                        };
-                        options.orgId = mkOption {
-                          type = types.int;
-                          description = "Its organization id.";
-                        };
-                      }
-                    );
-                  };
-                };
-              }
-            );
-          };
-          options.path = mkOption {
-            type = types.nullOr types.path;
-            default = null;
-            description = "YAML file or directory instead of `settings`.";
-          };
-        };
+      datasources = provisioning "Datasource" "Declaratively provisioned datasources." {
+        # Ma27 copy only
+        prune = bool false "Delete provisioned datasources once removed here.";
+        datasources = opt (types.listOf datasourceConfig) [ ] "Datasources to insert/update.";
+        deleteDatasources = opt (types.listOf (
+          types.submodule {
+            options.name = required types.str "Name of the datasource.";
+            options.orgId = required types.int "Its organization id.";
+          }
+        )) [ ] "Datasources to delete from the database.";
       };
 
-      dashboards = mkOption {
-        default = { };
-        description = "Declaratively provisioned dashboard providers.";
-        type = types.submodule {
-          options.settings = mkOption {
-            default = null;
-            description = "Dashboard provisioning file as Nix; exclusive with `path`.";
-            type = types.nullOr (
-              types.submodule {
-                options.apiVersion = mkOption {
-                  type = types.int;
-                  default = 1;
-                  description = "Config file version.";
-                };
-                options.providers = mkOption {
-                  type = types.listOf dashboardConfig;
-                  default = [ ];
-                  description = "Dashboard providers to insert/update.";
-                };
-              }
-            );
-          };
-          options.path = mkOption {
-            type = types.nullOr types.path;
-            default = null;
-            description = "YAML file or directory instead of `settings`.";
-          };
-        };
+      dashboards = provisioning "Dashboard" "Declaratively provisioned dashboard providers." {
+        providers = opt (types.listOf dashboardConfig) [ ] "Dashboard providers to insert/update.";
       };
     };
   };

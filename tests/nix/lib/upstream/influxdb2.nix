@@ -64,14 +64,15 @@ let
     "replications"
   ];
 
-  present = mkOption {
-    type = types.bool;
-    default = true;
-  };
-  description = mkOption {
-    type = types.nullOr types.str;
-    default = null;
-  };
+  # Upstream gives these options no description; type and default are what is mirrored.
+  opt = type: default: mkOption { inherit type default; };
+  required = type: mkOption { inherit type; };
+  present = opt types.bool true;
+  description = opt (types.nullOr types.str) null;
+  # auths' tokenFile and users' passwordFile
+  secretFile = opt (types.nullOr types.path) null;
+  permissionList = opt (types.listOf (types.enum permissions)) [ ];
+  bucketList = opt (types.listOf types.str) [ ];
 
   auth =
     org:
@@ -84,34 +85,13 @@ let
           default = builtins.substring 0 32 (builtins.hashString "sha256" "${org}:${name}");
         };
         inherit present description;
-        tokenFile = mkOption {
-          type = types.nullOr types.path;
-          default = null;
-        };
-        operator = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        allAccess = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        readPermissions = mkOption {
-          type = types.listOf (types.enum permissions);
-          default = [ ];
-        };
-        writePermissions = mkOption {
-          type = types.listOf (types.enum permissions);
-          default = [ ];
-        };
-        readBuckets = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
-        };
-        writeBuckets = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
-        };
+        tokenFile = secretFile;
+        operator = opt types.bool false;
+        allAccess = opt types.bool false;
+        readPermissions = permissionList;
+        writePermissions = permissionList;
+        readBuckets = bucketList;
+        writeBuckets = bucketList;
       };
     };
 
@@ -120,24 +100,15 @@ let
     {
       options = {
         inherit present description;
-        buckets = mkOption {
-          default = { };
-          type = types.attrsOf (
-            types.submodule {
-              options = {
-                inherit present description;
-                retention = mkOption {
-                  type = types.ints.unsigned;
-                  default = 0;
-                };
-              };
-            }
-          );
-        };
-        auths = mkOption {
-          default = { };
-          type = types.attrsOf (types.submodule (auth name));
-        };
+        buckets = opt (types.attrsOf (
+          types.submodule {
+            options = {
+              inherit present description;
+              retention = opt types.ints.unsigned 0;
+            };
+          }
+        )) { };
+        auths = opt (types.attrsOf (types.submodule (auth name))) { };
       };
     };
 
@@ -156,44 +127,26 @@ in
   options.services.influxdb2 = {
     enable = lib.mkEnableOption "the influxdb2 server";
     package = lib.mkPackageOption pkgs "influxdb2" { };
-    settings = mkOption {
-      type = jsonValue;
-      default = { };
-    };
+    settings = opt jsonValue { };
     provision = {
       enable = lib.mkEnableOption "initial database setup and provisioning";
       initialSetup = {
-        organization = mkOption { type = types.str; };
-        bucket = mkOption { type = types.str; };
-        username = mkOption {
-          type = types.str;
-          default = "admin";
-        };
-        retention = mkOption {
-          type = types.ints.unsigned;
-          default = 0;
-        };
-        passwordFile = mkOption { type = types.path; };
-        tokenFile = mkOption { type = types.path; };
+        organization = required types.str;
+        bucket = required types.str;
+        username = opt types.str "admin";
+        retention = opt types.ints.unsigned 0;
+        passwordFile = required types.path;
+        tokenFile = required types.path;
       };
-      organizations = mkOption {
-        type = types.attrsOf (types.submodule organization);
-        default = { };
-      };
-      users = mkOption {
-        default = { };
-        type = types.attrsOf (
-          types.submodule {
-            options = {
-              inherit present;
-              passwordFile = mkOption {
-                type = types.nullOr types.path;
-                default = null;
-              };
-            };
-          }
-        );
-      };
+      organizations = opt (types.attrsOf (types.submodule organization)) { };
+      users = opt (types.attrsOf (
+        types.submodule {
+          options = {
+            inherit present;
+            passwordFile = secretFile;
+          };
+        }
+      )) { };
     };
   };
 

@@ -10,61 +10,42 @@ let
 
   canonicalizePortList = ports: lib.unique (builtins.sort builtins.lessThan ports);
 
-  commonOptions = direction: {
-    allowedTCPPorts = mkOption {
-      type = types.listOf types.port;
-      default = [ ];
+  opt = type: default: description: mkOption { inherit type default description; };
+
+  # A list of ports, or of port ranges ({ from; to; }), open to one protocol.
+  ports =
+    proto: what:
+    opt (types.listOf types.port) [ ] "${proto} ports accepting ${what}." // {
       apply = canonicalizePortList;
+    };
+  portRanges = proto: what: opt (types.listOf (types.attrsOf types.port)) [ ] "${proto} port ranges ({ from; to; }) accepting ${what}.";
+
+  commonOptions = direction: {
+    allowedTCPPorts = ports "TCP" "${direction} connections" // {
       example = [
         22
         80
       ];
-      description = "TCP ports accepting ${direction} connections.";
     };
-    allowedTCPPortRanges = mkOption {
-      type = types.listOf (types.attrsOf types.port);
-      default = [ ];
+    allowedTCPPortRanges = portRanges "TCP" "${direction} connections" // {
       example = [
         {
           from = 8999;
           to = 9003;
         }
       ];
-      description = "TCP port ranges ({ from; to; }) accepting ${direction} connections.";
     };
-    allowedUDPPorts = mkOption {
-      type = types.listOf types.port;
-      default = [ ];
-      apply = canonicalizePortList;
+    allowedUDPPorts = ports "UDP" "${direction} packets" // {
       example = [ 53 ];
-      description = "UDP ports accepting ${direction} packets.";
     };
-    allowedUDPPortRanges = mkOption {
-      type = types.listOf (types.attrsOf types.port);
-      default = [ ];
-      description = "UDP port ranges ({ from; to; }) accepting ${direction} packets.";
-    };
+    allowedUDPPortRanges = portRanges "UDP" "${direction} packets";
   };
 in
 {
   options.networking.firewall = {
-    enable = mkOption {
-      type = types.bool;
-      default = true;
-      description = "Whether to enable the stateful firewall.";
-    };
-
-    trustedInterfaces = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-      description = "Interfaces whose incoming traffic is accepted unconditionally.";
-    };
-
-    interfaces = mkOption {
-      type = types.attrsOf (types.submodule [ { options = commonOptions "incoming"; } ]);
-      default = { };
-      description = "Ports opened on one interface only.";
-    };
+    enable = opt types.bool true "Whether to enable the stateful firewall.";
+    trustedInterfaces = opt (types.listOf types.str) [ ] "Interfaces whose incoming traffic is accepted unconditionally.";
+    interfaces = opt (types.attrsOf (types.submodule [ { options = commonOptions "incoming"; } ])) { } "Ports opened on one interface only.";
   }
   // commonOptions "incoming";
 

@@ -21,17 +21,38 @@ let
   cfg = config.virtualisation;
   # nixos/modules/system/activation/top-level.nix: system.name
   systemName = if config.networking.hostName == "" then "unnamed" else config.networking.hostName;
+
+  opt = type: default: description: mkOption { inherit type default description; };
+  bool = opt types.bool;
+
+  # One entry of forwardPorts; each end ("host", "guest") is an address and a port.
+  forwardRule = types.submodule {
+    options.from = opt (types.enum [
+      "host"
+      "guest"
+    ]) "host" "Direction: \"host\" forwards host ports into the guest, \"guest\" the reverse.";
+    options.proto = opt (types.enum [
+      "tcp"
+      "udp"
+    ]) "tcp" "Protocol forwarded.";
+    options.host.address = opt types.str "" "Host IPv4 address.";
+    options.host.port = mkOption {
+      type = types.port;
+      description = "Host port.";
+    };
+    options.guest.address = opt types.str "" "Guest IPv4 address on the VLAN.";
+    options.guest.port = mkOption {
+      type = types.port;
+      description = "Guest port.";
+    };
+  };
 in
 {
   options.virtualisation = {
     # upstream: `virtualisation.fileSystems = options.fileSystems;`
     fileSystems = options.fileSystems;
 
-    memorySize = mkOption {
-      type = types.ints.positive;
-      default = 1024;
-      description = "Memory of the VM in MiB.";
-    };
+    memorySize = opt types.ints.positive 1024 "Memory of the VM in MiB.";
 
     diskImage = mkOption {
       type = types.nullOr types.str;
@@ -40,97 +61,20 @@ in
       description = "Disk image holding the root file system, created on start if missing; null: tmpfs root.";
     };
 
-    bootLoaderDevice = mkOption {
-      type = types.path;
-      default = "/dev/disk/by-id/virtio-root";
-      description = "Device (inside the VM) legacy boot uses.";
-    };
+    bootLoaderDevice = opt types.path "/dev/disk/by-id/virtio-root" "Device (inside the VM) legacy boot uses.";
+    rootDevice = opt (types.nullOr types.path) "/dev/disk/by-label/nixos" "Device (inside the VM) holding the root file system.";
+    graphics = bool true "Whether QEMU opens a graphics window (false: -nographic).";
+    cores = opt types.ints.positive 1 "Number of guest CPU cores.";
 
-    rootDevice = mkOption {
-      type = types.nullOr types.path;
-      default = "/dev/disk/by-label/nixos";
-      description = "Device (inside the VM) holding the root file system.";
-    };
+    forwardPorts = opt (types.listOf forwardRule) [ ] "SLiRP port forwards between host and guest (the guest firewall must open the guest ports).";
 
-    graphics = mkOption {
-      type = types.bool;
-      default = true;
-      description = "Whether QEMU opens a graphics window (false: -nographic).";
-    };
-
-    cores = mkOption {
-      type = types.ints.positive;
-      default = 1;
-      description = "Number of guest CPU cores.";
-    };
-
-    forwardPorts = mkOption {
-      type = types.listOf (
-        types.submodule {
-          options.from = mkOption {
-            type = types.enum [
-              "host"
-              "guest"
-            ];
-            default = "host";
-            description = "Direction: \"host\" forwards host ports into the guest, \"guest\" the reverse.";
-          };
-          options.proto = mkOption {
-            type = types.enum [
-              "tcp"
-              "udp"
-            ];
-            default = "tcp";
-            description = "Protocol forwarded.";
-          };
-          options.host.address = mkOption {
-            type = types.str;
-            default = "";
-            description = "Host IPv4 address.";
-          };
-          options.host.port = mkOption {
-            type = types.port;
-            description = "Host port.";
-          };
-          options.guest.address = mkOption {
-            type = types.str;
-            default = "";
-            description = "Guest IPv4 address on the VLAN.";
-          };
-          options.guest.port = mkOption {
-            type = types.port;
-            description = "Guest port.";
-          };
-        }
-      );
-      default = [ ];
-      description = "SLiRP port forwards between host and guest (the guest firewall must open the guest ports).";
-    };
-
-    useBootLoader = mkOption {
-      type = types.bool;
-      default = false;
-      description = "Boot through a boot loader instead of directly into the kernel.";
-    };
-
-    useEFIBoot = mkOption {
-      type = types.bool;
-      default = false;
-      description = "Provide an EFI boot manager (with useBootLoader).";
-    };
-
-    useDefaultFilesystems = mkOption {
-      type = types.bool;
-      default = true;
-      description = "Use the VM's default file systems.";
-    };
+    useBootLoader = bool false "Boot through a boot loader instead of directly into the kernel.";
+    useEFIBoot = bool false "Provide an EFI boot manager (with useBootLoader).";
+    useDefaultFilesystems = bool true "Use the VM's default file systems.";
 
     # disk-size-option.nix
-    diskSizeAutoSupported = mkOption {
-      type = types.bool;
-      default = true;
+    diskSizeAutoSupported = bool true "Whether the image builder or VM runner accepts diskSize = \"auto\"." // {
       internal = true;
-      description = "Whether the image builder or VM runner accepts diskSize = \"auto\".";
     };
 
     diskSize = mkOption {

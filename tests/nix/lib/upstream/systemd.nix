@@ -30,10 +30,11 @@ let
   };
 
   unitNameType = types.strMatching "[a-zA-Z0-9@%:_.\\-]+[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)";
-  units = mkOption {
-    default = [ ];
-    type = types.listOf unitNameType;
-  };
+
+  # The unit options carry no description here: type and default are what is mirrored.
+  opt = type: default: mkOption { inherit type default; };
+  units = opt (types.listOf unitNameType) [ ];
+  lines = opt types.lines "";
 
   # systemd-lib.nix's checkUnitConfig "Service": Type and Restart take these values only.
   valueIn =
@@ -68,18 +69,9 @@ let
     { name, config, ... }:
     {
       options = {
-        enable = mkOption {
-          type = types.bool;
-          default = true;
-        };
-        description = mkOption {
-          type = types.singleLineStr;
-          default = "";
-        };
-        documentation = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
-        };
+        enable = opt types.bool true;
+        description = opt types.singleLineStr "";
+        documentation = opt (types.listOf types.str) [ ];
         wantedBy = units;
         requiredBy = units;
         upheldBy = units;
@@ -95,85 +87,39 @@ let
         requisite = units;
         onFailure = units;
         onSuccess = units;
-        unitConfig = mkOption {
-          type = types.attrsOf unitOption;
-          default = { };
-        };
+        unitConfig = opt (types.attrsOf unitOption) { };
         startLimitBurst = mkOption { type = types.int; };
         startLimitIntervalSec = mkOption { type = types.int; };
-        restartTriggers = mkOption {
-          type = types.listOf types.unspecified;
-          default = [ ];
-        };
-        reloadTriggers = mkOption {
-          type = types.listOf unitOption;
-          default = [ ];
-        };
-        environment = mkOption {
-          type =
-            with types;
-            attrsOf (
-              nullOr (oneOf [
-                str
-                path
-                package
-              ])
-            );
-          default = { };
-        };
-        path = mkOption {
-          type =
-            with types;
-            listOf (oneOf [
-              package
+        restartTriggers = opt (types.listOf types.unspecified) [ ];
+        reloadTriggers = opt (types.listOf unitOption) [ ];
+        environment = opt (
+          with types;
+          attrsOf (
+            nullOr (oneOf [
               str
-            ]);
-          default = [ ];
-        };
-        serviceConfig = mkOption {
-          type = types.addCheck (types.attrsOf unitOption) checkService;
-          default = { };
-        };
-        script = mkOption {
-          type = types.lines;
-          default = "";
-        };
-        scriptArgs = mkOption {
-          type = types.str;
-          default = "";
-        };
-        preStart = mkOption {
-          type = types.lines;
-          default = "";
-        };
-        postStart = mkOption {
-          type = types.lines;
-          default = "";
-        };
-        reload = mkOption {
-          type = types.lines;
-          default = "";
-        };
-        preStop = mkOption {
-          type = types.lines;
-          default = "";
-        };
-        postStop = mkOption {
-          type = types.lines;
-          default = "";
-        };
-        restartIfChanged = mkOption {
-          type = types.bool;
-          default = true;
-        };
-        reloadIfChanged = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        stopIfChanged = mkOption {
-          type = types.bool;
-          default = true;
-        };
+              path
+              package
+            ])
+          )
+        ) { };
+        path = opt (
+          with types;
+          listOf (oneOf [
+            package
+            str
+          ])
+        ) [ ];
+        serviceConfig = opt (types.addCheck (types.attrsOf unitOption) checkService) { };
+        script = lines;
+        scriptArgs = opt types.str "";
+        preStart = lines;
+        postStart = lines;
+        reload = lines;
+        preStop = lines;
+        postStop = lines;
+        restartIfChanged = opt types.bool true;
+        reloadIfChanged = opt types.bool false;
+        stopIfChanged = opt types.bool true;
         startAt = mkOption {
           type = with types; either str (listOf str);
           default = [ ];
@@ -196,13 +142,7 @@ let
 in
 {
   options.systemd = {
-    services = mkOption {
-      type = types.attrsOf (types.submodule service);
-      default = { };
-    };
-    tmpfiles.rules = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-    };
+    services = opt (types.attrsOf (types.submodule service)) { };
+    tmpfiles.rules = opt (types.listOf types.str) [ ];
   };
 }

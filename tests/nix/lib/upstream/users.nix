@@ -17,71 +17,34 @@ let
     assert builtins.stringLength x < 32 || abort "${what} '${x}' is longer than 31 characters which is not allowed!";
     x;
 
+  opt = type: default: description: mkOption { inherit type default description; };
+  bool = default: description: opt types.bool default description;
+
   userOpts =
     { name, config, ... }:
     {
       options = {
-        enable = mkOption {
-          type = types.bool;
-          default = true;
-          description = "Whether the account is created at all.";
-        };
+        enable = bool true "Whether the account is created at all.";
         name = mkOption {
           type = types.passwdEntry types.str;
           apply = shortName "Username";
           description = "Account name; the attribute name unless set.";
         };
-        description = mkOption {
-          type = types.passwdEntry types.str;
-          default = "";
-          description = "GECOS field, usually the full name.";
-        };
-        uid = mkOption {
-          type = types.nullOr types.int;
-          default = null;
-          description = "Account UID; null lets activation pick a free one.";
-        };
-        isSystemUser = mkOption {
-          type = types.bool;
-          default = false;
-          description = "System account (UID below 1000 when allocated). Exactly one of isSystemUser/isNormalUser.";
-        };
-        isNormalUser = mkOption {
-          type = types.bool;
-          default = false;
-          description = "Account for a person: group users, a home under users.defaultUserHome, created.";
-        };
+        description = opt (types.passwdEntry types.str) "" "GECOS field, usually the full name.";
+        uid = opt (types.nullOr types.int) null "Account UID; null lets activation pick a free one.";
+        isSystemUser = bool false "System account (UID below 1000 when allocated). Exactly one of isSystemUser/isNormalUser.";
+        isNormalUser = bool false "Account for a person: group users, a home under users.defaultUserHome, created.";
         group = mkOption {
           type = types.str;
           apply = shortName "Group name";
           default = "";
           description = "Primary group (must be declared in users.groups).";
         };
-        extraGroups = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
-          description = "Supplementary groups.";
-        };
-        home = mkOption {
-          type = types.passwdEntry types.path;
-          default = "/var/empty";
-          description = "Home directory.";
-        };
-        homeMode = mkOption {
-          type = types.strMatching "[0-7]{1,5}";
-          default = "700";
-          description = "Mode of the home directory when createHome is set.";
-        };
-        createHome = mkOption {
-          type = types.bool;
-          default = false;
-          description = "Whether to create the home directory, owned by the user.";
-        };
-        useDefaultShell = mkOption {
-          type = types.bool;
-          default = false;
-          description = "Whether the shell is users.defaultUserShell.";
-        };
+        extraGroups = opt (types.listOf types.str) [ ] "Supplementary groups.";
+        home = opt (types.passwdEntry types.path) "/var/empty" "Home directory.";
+        homeMode = opt (types.strMatching "[0-7]{1,5}") "700" "Mode of the home directory when createHome is set.";
+        createHome = bool false "Whether to create the home directory, owned by the user.";
+        useDefaultShell = bool false "Whether the shell is users.defaultUserShell.";
       };
 
       config = lib.mkMerge [
@@ -105,16 +68,8 @@ let
           type = types.passwdEntry types.str;
           description = "Group name; the attribute name unless set.";
         };
-        gid = mkOption {
-          type = types.nullOr types.int;
-          default = null;
-          description = "Group GID; null lets activation pick a free one.";
-        };
-        members = mkOption {
-          type = types.listOf (types.passwdEntry types.str);
-          default = [ ];
-          description = "Member user names written to /etc/group.";
-        };
+        gid = opt (types.nullOr types.int) null "Group GID; null lets activation pick a free one.";
+        members = opt (types.listOf (types.passwdEntry types.str)) [ ] "Member user names written to /etc/group.";
       };
       config = {
         name = mkDefault name;
@@ -146,26 +101,10 @@ in
   ];
 
   options.users = {
-    enforceIdUniqueness = mkOption {
-      type = types.bool;
-      default = true;
-      description = "Whether no two users (groups) may share a uid (gid).";
-    };
-    defaultUserHome = mkOption {
-      type = types.str;
-      default = "/home";
-      description = "Parent directory of normal users' homes.";
-    };
-    users = mkOption {
-      type = types.attrsOf (types.submodule userOpts);
-      default = { };
-      description = "User accounts.";
-    };
-    groups = mkOption {
-      type = types.attrsOf (types.submodule groupOpts);
-      default = { };
-      description = "Groups.";
-    };
+    enforceIdUniqueness = bool true "Whether no two users (groups) may share a uid (gid).";
+    defaultUserHome = opt types.str "/home" "Parent directory of normal users' homes.";
+    users = opt (types.attrsOf (types.submodule userOpts)) { } "User accounts.";
+    groups = opt (types.attrsOf (types.submodule groupOpts)) { } "Groups.";
   };
 
   config = {
