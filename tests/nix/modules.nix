@@ -205,6 +205,30 @@ h.run [
     && (sc "pulsewire-simulator").User == "pulsewire"
     && !(sc "pulsewire-simulator").DynamicUser
   ))
+  (check "stages: the environment names the pipeline file the services read" (
+    builtins.all (
+      s: builtins.match "/nix/store/[a-z0-9]{32}-pipeline.toml" units."pulsewire-${s}".environment.PULSEWIRE_PIPELINE != null
+    ) stages
+  ))
+  (check "stages: the renderer's command, unchanged" (
+    let
+      render = import ../../nixos/lib/pulsewire.nix { };
+    in
+    builtins.all (
+      s:
+      let
+        c = render.serviceCommand s {
+          binDir = "${package}/bin";
+          pipelinePath = units."pulsewire-${s}".environment.PULSEWIRE_PIPELINE;
+          influxTokenFile = "%d/influx-token";
+          replayFile = "${../../provisioning/data/seed-readings.csv}";
+        };
+      in
+      exec "pulsewire-${s}" == lib.escapeShellArgs c.argv
+      && (sc "pulsewire-${s}").TimeoutStopSec == "60s"
+      && units."pulsewire-${s}".environment == c.environment
+    ) stages
+  ))
   (check "simulator: replays the seed into the connector's file" (
     contains "--output ${pipeline.connect.file}" (exec "pulsewire-simulator")
     && contains "seed-readings.csv" (exec "pulsewire-simulator")
