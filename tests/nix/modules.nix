@@ -163,13 +163,15 @@ h.run [
       && props."log.dirs" == "/var/lib/pulsewire-kafka-${toString id}/data"
     ) [ 1 2 3 ]
   ))
-  (check "connect: registration PUTs the connector config, retrying" (
+  (check "connect: registration PUTs the rendered connector config, retrying" (
     let
       script = text (sc "pulsewire-connect-register").ExecStart;
     in
     contains "-X PUT" script
-    && contains "/connectors/${pipeline.connect.connector_name}" script
     && contains "until" script
+    && units.pulsewire-connect-register.environment.CONNECTOR_NAME == pipeline.connect.connector_name
+    && units.pulsewire-connect-register.environment.CONNECT_URL == "http://127.0.0.1:${toString pipeline.connect.rest_port}"
+    && units.pulsewire-connect-register.environment.CONNECTOR_CONFIG == "${appliance.environment.etc."pulsewire/connector.json".source}"
     && builtins.elem "pulsewire-connect.service" units.pulsewire-connect-register.after
   ))
   (check "readings directory: owned by pulsewire, group-readable only" (
