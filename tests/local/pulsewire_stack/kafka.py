@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .processes import http, log_contains, log_size, running_pid, start, wait_for
+from .processes import http, log_contains, log_size, start, wait_for
 from .render import render
 from .settings import CACHE, LOGS, PIPELINE, REPO, STATE, StackError, log, readings_file
 

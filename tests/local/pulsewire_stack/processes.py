@@ -102,7 +102,7 @@ def running_pid(name: str) -> int | None:
     return None
 
 
-_children: dict[int, subprocess.Popen] = {}
+children: dict[int, subprocess.Popen] = {}
 
 
 def start(name: str, argv: list[str], env: dict | None = None) -> int:
@@ -116,7 +116,7 @@ def start(name: str, argv: list[str], env: dict | None = None) -> int:
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                             env=env, cwd=STATE, start_new_session=True)
     logf.close()
-    _children[proc.pid] = proc
+    children[proc.pid] = proc
     st = _stat(proc.pid)
     pidfile(name).write_text(json.dumps({"pid": proc.pid, "starttime": st[19] if st else "",
                                           "argv": argv, "started": time.time()}))
@@ -126,8 +126,8 @@ def start(name: str, argv: list[str], env: dict | None = None) -> int:
 def exit_code(name: str) -> int | None:
     """Exit status of a process this Python process started and that has exited."""
     info = tracked(name)
-    if info and info["pid"] in _children:
-        return _children[info["pid"]].poll()
+    if info and info["pid"] in children:
+        return children[info["pid"]].poll()
     return None
 
 
@@ -142,7 +142,7 @@ def signal_component(name: str, sig: int) -> int:
 def wait_exit(name: str, pid: int, timeout: float) -> int | None:
     """Waits for `pid` to go away; returns its exit code when it was our child."""
     deadline = time.monotonic() + timeout
-    proc = _children.get(pid)
+    proc = children.get(pid)
     while time.monotonic() < deadline:
         if proc is not None:
             rc = proc.poll()
