@@ -7,8 +7,9 @@ STORE="${BENCH_STORE:-http://127.0.0.1:18086}"
 export CARGO_TARGET_DIR="${BENCH_TARGET_DIR:-$REPO/target/bench}"
 TOOL="$CARGO_TARGET_DIR/release/pulsewire-bench"
 SVC_BIN="${BENCH_SVC_BIN:-$REPO/target/release}"
-KAFKA_LIB="${KAFKA_HOME:+$KAFKA_HOME/libs}"
-KAFKA_LIB="${KAFKA_LIB:-$REPO/tests/local/.cache/kafka-4.3.1/lib}"
+# The local stack's Kafka jars (KAFKA_HOME, or its cache): one place names the version.
+KAFKA_LIB="${KAFKA_LIB:-$(PULSEWIRE_LOCAL_CACHE="${PULSEWIRE_LOCAL_CACHE:-$REPO/tests/local/.cache}" \
+  "$REPO/tests/local/stack" kafka-libs)}"
 RESULTS="${BENCH_RESULTS:-$BENCH_DIR/results}"
 VENV="$BENCH_DIR/.venv"
 mkdir -p "$RESULTS"

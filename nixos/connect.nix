@@ -50,39 +50,10 @@ let
     map (id: "pulsewire-kafka-${toString id}.service") (lib.optionals kcfg.enable kcfg.localBrokers)
     ++ lib.optional kcfg.createTopics "pulsewire-kafka-topics.service";
 
-  registerScript = pkgs.writeShellScript "pulsewire-connect-register" ''
-    set -euo pipefail
-    url=${lib.escapeShellArg "${restUrl}/connectors/${render.connectorName}"}
-    deadline=$((SECONDS + 600))
-
-    response=$(mktemp)
-
-    # PUT .../config creates or updates: running it again is harmless.
-    code=none
-    until code=$(curl -sS -o "$response" -w '%{http_code}' -X PUT \
-        -H 'Content-Type: application/json' --data @${connectorJson} "$url/config") \
-        && { [ "$code" = 200 ] || [ "$code" = 201 ]; }; do
-      if [ "$SECONDS" -ge "$deadline" ]; then
-        echo "pulsewire-connect-register: Connect did not accept the connector (HTTP $code):" >&2
-        cat "$response" >&2
-        exit 1
-      fi
-      sleep 3
-    done
-    echo "connector ${render.connectorName} registered (HTTP $code)"
-
-    state=""
-    until state=$(curl -sSf "$url/status" | jq -r '[.connector.state] + [.tasks[].state] | join(" ")') \
-        && [ -n "$state" ] && [ "$(tr ' ' '\n' <<<"$state" | sort -u)" = RUNNING ] \
-        && [ "$(wc -w <<<"$state")" -ge 2 ]; do
-      if [ "$SECONDS" -ge "$deadline" ]; then
-        echo "pulsewire-connect-register: connector not RUNNING: ''${state:-no status}" >&2
-        exit 1
-      fi
-      sleep 3
-    done
-    echo "connector ${render.connectorName} and its task are RUNNING"
-  '';
+  # The same script the local stack registers its connector with.
+  registerScript = pkgs.writeShellScript "pulsewire-connect-register" (
+    builtins.readFile ../provisioning/connect/register
+  );
 in
 {
   config = lib.mkMerge [
@@ -135,6 +106,12 @@ in
           pkgs.jq
           pkgs.coreutils
         ];
+        environment = {
+          CONNECT_URL = restUrl;
+          CONNECTOR_NAME = render.connectorName;
+          CONNECTOR_CONFIG = "${connectorJson}";
+          REGISTER_TIMEOUT = "600";
+        };
         serviceConfig = common // {
           Type = "oneshot";
           RemainAfterExit = true;

@@ -146,7 +146,7 @@ in
       type = types.path;
       default = ../provisioning/pipeline.toml;
       defaultText = lib.literalExpression "./provisioning/pipeline.toml";
-      description = "The pipeline description every default here is derived from. Note the services compile in their own copy; change both together.";
+      description = "The pipeline description every default here is derived from; the services read it too (`PULSEWIRE_PIPELINE` in their environment).";
     };
 
     openFirewall = openFirewallOption "Open the firewall for exactly the Grafana and InfluxDB ports (and nothing else).";

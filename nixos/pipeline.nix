@@ -7,8 +7,10 @@
 #
 # Each is Type=notify (READY once connected, WATCHDOG pings from its main
 # loop), restarts on failure or watchdog timeout, runs under its own dynamic
-# user in a tight sandbox, and logs to the journal. Topic names, group ids and
-# the other pipeline.toml facts are the binaries' own defaults.
+# user in a tight sandbox, and logs to the journal. The command line,
+# environment and stop timeout come from serviceCommand in ./lib/pulsewire.nix
+# (which the local stack runs too); topic names, group ids and the other
+# pipeline.toml facts the services read from PULSEWIRE_PIPELINE.
 {
   config,
   lib,
@@ -33,13 +35,22 @@ let
     name:
     {
       description,
-      args ? [ ],
       deps ? [ ],
-      environment ? { },
       serviceConfig ? { },
     }:
     let
       scfg = cfg.${name};
+      # argv, environment and stop timeout: the same function the local stack runs.
+      command = render.serviceCommand name {
+        binDir = "${cfg.package}/bin";
+        pipelinePath = "${cfg.pipelineFile}";
+        readingsFile = cfg.connect.file;
+        influxUrl = cfg.influxdb.url;
+        # %d is this unit's credentials directory.
+        influxTokenFile = "%d/influx-token";
+        replayFile = if cfg.simulator.replayFile == null then null else "${cfg.simulator.replayFile}";
+        inherit (scfg) metricsAddress logLevel extraArgs;
+      };
     in
     lib.mkIf scfg.enable {
       "pulsewire-${name}" = {
@@ -47,12 +58,7 @@ let
         wantedBy = [ "multi-user.target" ];
         after = [ "network-online.target" ] ++ deps;
         wants = [ "network-online.target" ] ++ deps;
-        environment = {
-          PULSEWIRE_BOOTSTRAP_SERVERS = render.bootstrapServers;
-          PULSEWIRE_LOG_LEVEL = scfg.logLevel;
-        }
-        // environment
-        // scfg.environment;
+        environment = command.environment // scfg.environment;
         serviceConfig =
           native
           // {
@@ -62,17 +68,8 @@ let
             WatchdogSec = "30s";
             Restart = "on-failure";
             RestartSec = "5s";
-            # SIGTERM drains, flushes and commits before exiting 0.
-            TimeoutStopSec = "60s";
-            ExecStart = lib.escapeShellArgs (
-              [
-                "${cfg.package}/bin/pulsewire-${name}"
-                "--metrics-addr"
-                scfg.metricsAddress
-              ]
-              ++ args
-              ++ scfg.extraArgs
-            );
+            TimeoutStopSec = "${toString command.stopTimeout}s";
+            ExecStart = lib.escapeShellArgs command.argv;
           }
           // serviceConfig;
       };
@@ -88,14 +85,6 @@ in
     systemd.services = lib.mkMerge [
       (stage "simulator" {
         description = "Pulsewire sensor simulator (appends CSV readings)";
-        args = [
-          "--output"
-          cfg.connect.file
-        ]
-        ++ lib.optionals (cfg.simulator.replayFile != null) [
-          "--replay"
-          "${cfg.simulator.replayFile}"
-        ];
         serviceConfig = {
           # The readings file belongs to the static `pulsewire` user so that
           # Connect can read it through the group (see connect.nix).
@@ -129,13 +118,6 @@ in
           ++ [ "pulsewire-secrets.service" ]
           # Starts once InfluxDB accepts its token (influxdb.nix).
           ++ lib.optional cfg.influxdb.enable "pulsewire-influxdb-ready.service";
-        args = [
-          "--influx-url"
-          cfg.influxdb.url
-          # %d is this unit's credentials directory.
-          "--influx-token-file"
-          "%d/influx-token"
-        ];
         serviceConfig.LoadCredential = [ "influx-token:${secrets.influxUploaderToken}" ];
       })
     ];

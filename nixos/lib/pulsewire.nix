@@ -9,7 +9,9 @@
 #     '(import ./nixos/lib/pulsewire.nix { }).bootstrapServers'
 #
 # Every property value is a string; `toProperties` renders an attrset to the
-# text of a .properties file.
+# text of a .properties file. `serviceCommand` gives each stage service's
+# command (argv, environment, stop timeout): nixos/pipeline.nix turns it into a
+# unit, the local stack and bench/cluster execute it.
 {
   pipelineFile ? ../../provisioning/pipeline.toml,
   # Optional override of the broker list, for brokers spread over several
@@ -19,10 +21,28 @@
   # Optional already-parsed pipeline (an attrset shaped like pipeline.toml),
   # used instead of pipelineFile; tests use it to render variants.
   pipelineData ? null,
+  # Added to every port of the pipeline (brokers, controllers, Connect, store,
+  # Grafana, metrics): a second stack on the same host (bench/cluster) uses 10000.
+  portOffset ? 0,
 }:
 rec {
-  pipeline =
+  declared =
     if pipelineData != null then pipelineData else builtins.fromTOML (builtins.readFile pipelineFile);
+
+  shift = t: name: t // { ${name} = t.${name} + portOffset; };
+
+  pipeline =
+    if portOffset == 0 then
+      declared
+    else
+      declared
+      // {
+        kafka = shift declared.kafka "plaintext_port_base";
+        connect = shift declared.connect "rest_port";
+        influxdb = shift declared.influxdb "port";
+        grafana = shift declared.grafana "port";
+        services = builtins.mapAttrs (_: s: shift s "metrics_port") declared.services;
+      };
 
   kafka = pipeline.kafka;
 
@@ -262,4 +282,67 @@ rec {
       ]) brokers
     )
     ++ builtins.attrValues servicePorts;
+
+  # One stage service's command, for the unit (nixos/pipeline.nix) and the
+  # local stack (tests/local/) alike. Only paths differ between the two: the
+  # binary directory, the readings file, the uploader's token FILE (never the
+  # token: secrets stay out of argv and the environment) and the pipeline file
+  # the services read (PULSEWIRE_PIPELINE).
+  serviceCommand =
+    stage:
+    {
+      binDir,
+      pipelinePath,
+      readingsFile ? connect.file,
+      influxUrl ? "http://${kafka.host}:${toString pipeline.influxdb.port}",
+      influxTokenFile ? null,
+      replayFile ? null,
+      metricsAddress ? "127.0.0.1:${toString pipeline.services.${stage}.metrics_port}",
+      logLevel ? "info",
+      extraArgs ? [ ],
+    }:
+    let
+      stageArgs = {
+        simulator = [
+          "--output"
+          readingsFile
+        ]
+        ++ (if replayFile == null then [ ] else [ "--replay" replayFile ]);
+        aggregator = [ ];
+        processor = [ ];
+        uploader =
+          if influxTokenFile == null then
+            throw "pulsewire: the uploader needs influxTokenFile"
+          else
+            [
+              "--influx-url"
+              influxUrl
+              "--influx-token-file"
+              influxTokenFile
+            ];
+      };
+    in
+    {
+      argv = [
+        "${binDir}/pulsewire-${stage}"
+        "--metrics-addr"
+        metricsAddress
+      ]
+      ++ stageArgs.${stage}
+      ++ extraArgs;
+      environment = {
+        PULSEWIRE_BOOTSTRAP_SERVERS = bootstrapServers;
+        PULSEWIRE_LOG_LEVEL = logLevel;
+        PULSEWIRE_PIPELINE = pipelinePath;
+      };
+      # SIGTERM drains, flushes and commits before exiting 0 within this (seconds).
+      stopTimeout = 60;
+    };
+
+  stages = [
+    "simulator"
+    "aggregator"
+    "processor"
+    "uploader"
+  ];
 }

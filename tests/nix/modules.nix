@@ -163,13 +163,15 @@ h.run [
       && props."log.dirs" == "/var/lib/pulsewire-kafka-${toString id}/data"
     ) [ 1 2 3 ]
   ))
-  (check "connect: registration PUTs the connector config, retrying" (
+  (check "connect: registration PUTs the rendered connector config, retrying" (
     let
       script = text (sc "pulsewire-connect-register").ExecStart;
     in
     contains "-X PUT" script
-    && contains "/connectors/${pipeline.connect.connector_name}" script
     && contains "until" script
+    && units.pulsewire-connect-register.environment.CONNECTOR_NAME == pipeline.connect.connector_name
+    && units.pulsewire-connect-register.environment.CONNECT_URL == "http://127.0.0.1:${toString pipeline.connect.rest_port}"
+    && units.pulsewire-connect-register.environment.CONNECTOR_CONFIG == "${appliance.environment.etc."pulsewire/connector.json".source}"
     && builtins.elem "pulsewire-connect.service" units.pulsewire-connect-register.after
   ))
   (check "readings directory: owned by pulsewire, group-readable only" (
@@ -204,6 +206,30 @@ h.run [
     && (sc "pulsewire-uploader").DynamicUser
     && (sc "pulsewire-simulator").User == "pulsewire"
     && !(sc "pulsewire-simulator").DynamicUser
+  ))
+  (check "stages: the environment names the pipeline file the services read" (
+    builtins.all (
+      s: builtins.match "/nix/store/[a-z0-9]{32}-pipeline.toml" units."pulsewire-${s}".environment.PULSEWIRE_PIPELINE != null
+    ) stages
+  ))
+  (check "stages: the renderer's command, unchanged" (
+    let
+      render = import ../../nixos/lib/pulsewire.nix { };
+    in
+    builtins.all (
+      s:
+      let
+        c = render.serviceCommand s {
+          binDir = "${package}/bin";
+          pipelinePath = units."pulsewire-${s}".environment.PULSEWIRE_PIPELINE;
+          influxTokenFile = "%d/influx-token";
+          replayFile = "${../../provisioning/data/seed-readings.csv}";
+        };
+      in
+      exec "pulsewire-${s}" == lib.escapeShellArgs c.argv
+      && (sc "pulsewire-${s}").TimeoutStopSec == "60s"
+      && units."pulsewire-${s}".environment == c.environment
+    ) stages
   ))
   (check "simulator: replays the seed into the connector's file" (
     contains "--output ${pipeline.connect.file}" (exec "pulsewire-simulator")

@@ -21,6 +21,15 @@ let
   connector = p.connectorConfig { file = p.pipeline.connect.file; };
   topicNamed = n: builtins.head (builtins.filter (t: t.name == n) p.topics);
   rawName = p.pipeline.topics.raw.name;
+  # Each stage's command as the local stack asks for it.
+  local = {
+    binDir = "/src/target/debug";
+    pipelinePath = "/src/provisioning/pipeline.toml";
+    readingsFile = "/src/state/readings.csv";
+    influxTokenFile = "/src/state/secrets/uploader-token";
+  };
+  command = stage: p.serviceCommand stage local;
+  shifted = import ../../nixos/lib/pulsewire.nix { portOffset = 10000; };
 in
 h.run [
   (check "three brokers rendered" (builtins.length p.brokers == 3))
@@ -173,5 +182,46 @@ h.run [
       && has "from\\(bucket: \"${p.pipeline.influxdb.bucket}\"\\)"
       && has "to\\(bucket: \"${p.pipeline.influxdb.rollups.bucket}\", org: \"${p.pipeline.influxdb.org}\"\\)"
     ) p.influxdb.rollups.tasks
+  ))
+  (check "service commands: binary, metrics address from pipeline.toml, then the stage's flags" (
+    map (s: (command s).argv) p.stages == [
+      [ "/src/target/debug/pulsewire-simulator" "--metrics-addr" "127.0.0.1:9304" "--output" "/src/state/readings.csv" ]
+      [ "/src/target/debug/pulsewire-aggregator" "--metrics-addr" "127.0.0.1:9301" ]
+      [ "/src/target/debug/pulsewire-processor" "--metrics-addr" "127.0.0.1:9302" ]
+      [
+        "/src/target/debug/pulsewire-uploader"
+        "--metrics-addr"
+        "127.0.0.1:9303"
+        "--influx-url"
+        "http://127.0.0.1:8086"
+        "--influx-token-file"
+        "/src/state/secrets/uploader-token"
+      ]
+    ]
+  ))
+  (check "service commands: bootstrap servers, log level and the pipeline file in the environment" (
+    builtins.all (
+      s:
+      (command s).environment == {
+        PULSEWIRE_BOOTSTRAP_SERVERS = "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096";
+        PULSEWIRE_LOG_LEVEL = "info";
+        PULSEWIRE_PIPELINE = "/src/provisioning/pipeline.toml";
+      }
+    ) p.stages
+  ))
+  (check "service commands: 60 s to drain on SIGTERM" (builtins.all (s: (command s).stopTimeout == 60) p.stages))
+  (check "service commands: a replay file and extra flags follow the stage's flags" (
+    (p.serviceCommand "simulator" (local // { replayFile = "/seed.csv"; extraArgs = [ "--fast" ]; })).argv
+    == [ "/src/target/debug/pulsewire-simulator" "--metrics-addr" "127.0.0.1:9304" "--output" "/src/state/readings.csv" "--replay" "/seed.csv" "--fast" ]
+  ))
+  (check "service commands: the uploader refuses to run without a token file" (
+    !(builtins.tryEval (builtins.deepSeq (p.serviceCommand "uploader" (builtins.removeAttrs local [ "influxTokenFile" ])).argv true)).success
+  ))
+  (check "port offset: every port moves, names stay" (
+    shifted.bootstrapServers == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
+    && shifted.allPorts == map (x: x + 10000) p.allPorts
+    && shifted.connect.group_id == p.connect.group_id
+    && (shifted.serviceCommand "processor" local).argv == [ "/src/target/debug/pulsewire-processor" "--metrics-addr" "127.0.0.1:19302" ]
+    && (shifted.serviceCommand "uploader" local).environment.PULSEWIRE_BOOTSTRAP_SERVERS == shifted.bootstrapServers
   ))
 ]

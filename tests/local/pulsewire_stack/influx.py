@@ -26,9 +26,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-LOCAL_DIR = Path(__file__).resolve().parent
+from .settings import LOCAL_DIR, REPO
+
 BUILD = LOCAL_DIR / "build-influxdb"
-SYNC_TASKS = LOCAL_DIR.parent.parent / "provisioning" / "influxdb" / "sync-tasks"
+SYNC_TASKS = REPO / "provisioning" / "influxdb" / "sync-tasks"
 
 
 class InfluxError(RuntimeError):
@@ -61,6 +62,11 @@ def read_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
+def token_path(secrets_dir: Path, auth: str) -> Path:
+    """The file holding the token of one auth (`pulsewire-uploader`, `pulsewire-grafana`)."""
+    return secrets_dir / f"influx-{auth}-token"
+
+
 class Store:
     """One InfluxDB 2 server: its URL, the setup facts, and where its secrets live."""
 
@@ -82,7 +88,7 @@ class Store:
         return self.secrets / "influx-admin-token"
 
     def token_file(self, auth: str) -> Path:
-        return self.secrets / f"influx-{auth}-token"
+        return token_path(self.secrets, auth)
 
     def request(self, method: str, path: str, token_file: Path | None = None, body=None,
                 headers: dict | None = None, timeout: float = 60) -> tuple[int, bytes]:

@@ -1,0 +1,84 @@
+"""Every setting and command of the stack, from `nixos/lib/pulsewire.nix`: the pure renderer
+the NixOS modules use, evaluated once with `nix-instantiate --eval --json`.
+
+Only paths differ from the appliance: the stack's state directory, the Kafka plugin path,
+the binaries' directory, the readings file, the uploader's token file, and the port offset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+from .influx import token_path
+from .settings import (CACHE, PIPELINE_FILE, PORT_OFFSET, RENDERER, REPO, SECRETS, STATE, StackError, bin_dir,
+                       readings_file)
+
+_EXPR = r"""
+{ renderer, pipelineFile, portOffset, stateDir, pluginPath, file, binDir, tokenFile }:
+let
+  l = import (/. + renderer) { pipelineFile = /. + pipelineFile; portOffset = builtins.fromJSON portOffset; };
+in {
+  inherit (l) bootstrapServers clusterId connectorName topics influxdb;
+  brokers = map (b: b // {
+    properties = l.toProperties (l.brokerSettings {
+      id = b.id;
+      logDir = "${stateDir}/kafka-${toString b.id}";
+    });
+  }) l.brokers;
+  topicCreateArgs = map l.topicCreateArgs l.topics;
+  connectProperties = l.toProperties (l.connectWorkerSettings { inherit pluginPath; });
+  connectorConfig = l.connectorConfig { inherit file; };
+  restPort = l.connect.rest_port;
+  # Each stage's command exactly as its unit runs it (nixos/pipeline.nix), with local paths.
+  services = builtins.listToAttrs (map (stage: {
+    name = stage;
+    value = l.serviceCommand stage {
+      inherit binDir;
+      pipelinePath = pipelineFile;
+      readingsFile = file;
+      influxTokenFile = tokenFile;
+    } // { metricsPort = l.pipeline.services.${stage}.metrics_port; };
+  }) l.stages);
+}
+"""
+
+# The uploader's write-only token, as the appliance hands it over with LoadCredential.
+UPLOADER_TOKEN = token_path(SECRETS, "pulsewire-uploader")
+
+_rendered: dict | None = None
+
+
+def render(fresh: bool = False) -> dict:
+    """Everything the stack needs from the renderer, in one `nix-instantiate` call (cached;
+    `fresh` evaluates again, e.g. once the Kafka plugin path is known)."""
+    global _rendered
+    if _rendered is not None and not fresh:
+        return _rendered
+    from . import kafka  # (kafka renders too: imported here, not at the top)
+
+    try:
+        plugin_path = kafka.kafka_dist(resolve=False).plugin_path
+    except StackError:
+        plugin_path = ""  # Kafka not resolved yet: nothing will start Connect from this rendering
+    if not RENDERER.exists():
+        raise StackError(f"{RENDERER} is missing: the local stack renders its settings with it")
+    if shutil.which("nix-instantiate") is None:
+        raise StackError("nix-instantiate not found: install Debian's nix-bin (apt-get install nix-bin)")
+    args = {
+        "renderer": RENDERER, "pipelineFile": PIPELINE_FILE, "portOffset": PORT_OFFSET, "stateDir": STATE,
+        "pluginPath": plugin_path, "file": readings_file(), "binDir": bin_dir(), "tokenFile": UPLOADER_TOKEN,
+    }
+    cmd = ["nix-instantiate", "--eval", "--strict", "--json", "-E", _EXPR]
+    for name, value in args.items():
+        cmd += ["--argstr", name, str(value)]
+    # nix-instantiate wants a writable state dir even for pure evaluation.
+    env = dict(os.environ, NIX_STATE_DIR=str(CACHE / "nix-state"), HOME=os.environ.get("HOME", "/root"))
+    (CACHE / "nix-state").mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        raise StackError(f"rendering with {RENDERER.relative_to(REPO)} failed:\n{res.stderr.strip()}")
+    _rendered = json.loads(res.stdout)
+    return _rendered

@@ -1,0 +1,58 @@
+"""The local stack runs what the renderer gives the units (tests/local/pulsewire_stack), with
+its own paths only. Needs nix-instantiate, as tests/nix/check does; no Kafka."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+LOCAL = Path(__file__).resolve().parent / "local"
+sys.path.insert(0, str(LOCAL))
+
+from pulsewire_stack import render, services, settings, stack  # noqa: E402
+
+STAGES = ("simulator", "aggregator", "processor", "uploader")
+
+
+def test_every_stage_runs_its_rendered_command_with_local_paths():
+    r = render.render()
+    assert sorted(r["services"]) == sorted(STAGES)
+    for stage in STAGES:
+        cmd = r["services"][stage]
+        port = settings.PIPELINE["services"][stage]["metrics_port"]
+        assert cmd["argv"][:3] == [str(settings.bin_dir() / f"pulsewire-{stage}"), "--metrics-addr", f"127.0.0.1:{port}"]
+        assert cmd["environment"] == {
+            "PULSEWIRE_BOOTSTRAP_SERVERS": "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096",
+            "PULSEWIRE_LOG_LEVEL": "info",
+            "PULSEWIRE_PIPELINE": str(settings.PIPELINE_FILE),
+        }
+        assert cmd["stopTimeout"] == 60
+    assert r["services"]["simulator"]["argv"][3:] == ["--output", str(settings.readings_file())]
+    # The uploader gets the FILE of its write-only token, never the token.
+    assert r["services"]["uploader"]["argv"][3:] == [
+        "--influx-url", "http://127.0.0.1:8086", "--influx-token-file", str(services.token_file())]
+    assert services.token_file() == settings.STATE / "secrets" / "influx-pulsewire-uploader-token"
+
+
+def test_service_environment_is_the_units_not_the_callers(monkeypatch):
+    monkeypatch.setenv("PULSEWIRE_LOG_LEVEL", "trace")
+    monkeypatch.setenv("PULSEWIRE_STRAY", "1")
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/x")
+    env = services.service_env("processor")
+    assert env["PULSEWIRE_LOG_LEVEL"] == "info"
+    assert "PULSEWIRE_STRAY" not in env and "NOTIFY_SOCKET" not in env
+    assert {k: v for k, v in env.items() if k.startswith("PULSEWIRE_")} == services.command("processor")["environment"]
+
+
+def test_a_port_offset_moves_every_port_and_the_lock(tmp_path):
+    code = ("import json; from pulsewire_stack import processes, render, stack; r = render.render(); "
+            "print(json.dumps([r['bootstrapServers'], r['restPort'], r['influxdb']['port'], "
+            "r['services']['aggregator']['metricsPort'], stack.render_ports(), processes.LOCK.name]))")
+    env = dict(os.environ, PULSEWIRE_PORT_OFFSET="10000", PULSEWIRE_LOCAL_STATE=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], cwd=LOCAL, env=env, capture_output=True, text=True, check=True)
+    boot, rest, store, metrics, ports, lock = json.loads(out.stdout)
+    assert boot == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
+    assert (rest, store, metrics) == (18083, 18086, 19301)
+    assert sorted(ports) == sorted(p + 10000 for p in stack.render_ports())
+    assert lock == "stack-10000.lock"
