@@ -13,9 +13,7 @@ mod stage;
 use std::sync::Arc;
 
 use clap::Parser as _;
-use pulsewire_runtime::config::{
-    self, de, ConsumerFlags, ConsumerSettings, Layers, Stage, StageFlags, TxnFlags, TxnSettings,
-};
+use pulsewire_runtime::config::{self, de, ConsumerSettings, Layers, Stage, TxnFlags, TxnSettings};
 use pulsewire_runtime::kafka::{self, TxnStage};
 use pulsewire_runtime::notify::Notifier;
 use pulsewire_runtime::shutdown::Shutdown;
@@ -28,15 +26,7 @@ use serde::{Deserialize, Serialize};
 struct Args {
     #[command(flatten)]
     #[serde(flatten)]
-    stage: StageFlags,
-
-    #[command(flatten)]
-    #[serde(flatten)]
-    consumer: ConsumerFlags,
-
-    #[command(flatten)]
-    #[serde(flatten)]
-    txn: TxnFlags,
+    flags: TxnFlags,
 
     /// Topic of raw CSV lines (written by Kafka Connect's FileStreamSource).
     #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
@@ -71,13 +61,10 @@ struct Settings {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let layers = Layers::load(Stage::Aggregator, args.stage.pipeline.as_deref(), &args)?;
-    let common = layers.stage()?;
-    let consumer: ConsumerSettings = layers.extract()?;
-    let txn: TxnSettings = layers.extract()?;
+    let layers = Layers::load(Stage::Aggregator, &args)?;
+    let (consumer, txn): (ConsumerSettings, TxnSettings) = (layers.extract()?, layers.extract()?);
     let settings: Settings = layers.extract()?;
-    pulsewire_runtime::telemetry::init(&common.log)?;
-    pulsewire_runtime::metrics::install(common.metrics_addr)?;
+    let common = layers.start()?;
     let notifier = Arc::new(Notifier::from_env());
     let shutdown = Shutdown::listen()?;
 
@@ -119,8 +106,7 @@ mod tests {
             std::iter::once("pulsewire-aggregator").chain(args.iter().copied()),
         )?;
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        let source = config::PipelineSource::BuiltIn;
-        Layers::new(Stage::Aggregator, &source, env, &args)?.extract()
+        Layers::new(Stage::Aggregator, env, &args)?.extract()
     }
 
     #[test]

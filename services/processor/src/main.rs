@@ -17,9 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser as _;
-use pulsewire_runtime::config::{
-    self, de, ConsumerFlags, ConsumerSettings, Layers, Stage, StageFlags, TxnFlags, TxnSettings,
-};
+use pulsewire_runtime::config::{self, de, ConsumerSettings, Layers, Stage, TxnFlags, TxnSettings};
 use pulsewire_runtime::kafka::{self, TxnStage};
 use pulsewire_runtime::notify::Notifier;
 use pulsewire_runtime::shutdown::Shutdown;
@@ -36,15 +34,7 @@ struct Args {
 
     #[command(flatten)]
     #[serde(flatten)]
-    stage: StageFlags,
-
-    #[command(flatten)]
-    #[serde(flatten)]
-    consumer: ConsumerFlags,
-
-    #[command(flatten)]
-    #[serde(flatten)]
-    txn: TxnFlags,
+    flags: TxnFlags,
 
     /// Topic of typed readings (from the aggregator), keyed by sensor id.
     #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
@@ -102,7 +92,7 @@ struct Settings {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let layers = Layers::load(Stage::Processor, args.stage.pipeline.as_deref(), &args)?;
+    let layers = Layers::load(Stage::Processor, &args)?;
     let settings: Settings = layers.extract()?;
     if let Some(Command::Replay { file }) = &args.command {
         // No logging setup: stdout and stderr carry replay's JSON only.
@@ -114,12 +104,8 @@ async fn main() -> anyhow::Result<()> {
             &mut std::io::stderr().lock(),
         );
     }
-    let common = layers.stage()?;
-    let consumer: ConsumerSettings = layers.extract()?;
-    let txn: TxnSettings = layers.extract()?;
-
-    pulsewire_runtime::telemetry::init(&common.log)?;
-    pulsewire_runtime::metrics::install(common.metrics_addr)?;
+    let (consumer, txn): (ConsumerSettings, TxnSettings) = (layers.extract()?, layers.extract()?);
+    let common = layers.start()?;
     let notifier = Arc::new(Notifier::from_env());
     let shutdown = Shutdown::listen()?;
 
@@ -172,7 +158,7 @@ mod tests {
             "x.csv",
         ])
         .unwrap();
-        let layers = Layers::load(Stage::Processor, args.stage.pipeline.as_deref(), &args);
+        let layers = Layers::new(Stage::Processor, [], &args);
         std::fs::remove_file(&path).unwrap();
         let settings: Settings = layers.unwrap().extract().unwrap();
         assert_eq!(settings.dedup_window, 3);

@@ -30,7 +30,7 @@ use tokio::io::AsyncBufReadExt as _;
 struct Args {
     #[command(flatten)]
     #[serde(flatten)]
-    stage: StageFlags,
+    flags: StageFlags,
 
     /// The CSV file to append to (never truncated or rotated; see
     /// --max-file-bytes) [default: the pipeline's [connect] file].
@@ -188,11 +188,9 @@ impl Source {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let layers = Layers::load(Stage::Simulator, args.stage.pipeline.as_deref(), &args)?;
-    let common = layers.stage()?;
+    let layers = Layers::load(Stage::Simulator, &args)?;
     let own: Settings = layers.extract()?;
-    pulsewire_runtime::telemetry::init(&common.log)?;
-    pulsewire_runtime::metrics::install(common.metrics_addr)?;
+    let common = layers.start()?;
     let notifier = Notifier::from_env();
     let mut shutdown = Shutdown::listen()?;
 

@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser as _;
-use pulsewire_runtime::config::{
-    self, de, ConsumerFlags, ConsumerSettings, Layers, Stage, StageFlags,
-};
+use pulsewire_runtime::config::{self, de, ConsumerFlags, ConsumerSettings, Layers, Stage};
 use pulsewire_runtime::notify::Notifier;
 use pulsewire_runtime::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
@@ -34,11 +32,7 @@ use pulsewire_runtime::config::parse_url;
 struct Args {
     #[command(flatten)]
     #[serde(flatten)]
-    stage: StageFlags,
-
-    #[command(flatten)]
-    #[serde(flatten)]
-    consumer: ConsumerFlags,
+    flags: ConsumerFlags,
 
     /// Topic of readings with their statistics (from the processor).
     #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
@@ -99,16 +93,13 @@ struct Settings {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let layers = Layers::load(Stage::Uploader, args.stage.pipeline.as_deref(), &args)?;
-    let common = layers.stage()?;
-    let consumer: ConsumerSettings = layers.extract()?;
-    let own: Settings = layers.extract()?;
-    pulsewire_runtime::telemetry::init(&common.log)?;
+    let layers = Layers::load(Stage::Uploader, &args)?;
+    let (consumer, own): (ConsumerSettings, Settings) = (layers.extract()?, layers.extract()?);
+    let common = layers.start()?;
     let token = config::influx_token(
         args.influx_token_file.as_deref(),
         std::env::var(config::INFLUX_TOKEN_ENV).ok(),
     )?;
-    pulsewire_runtime::metrics::install(common.metrics_addr)?;
     let notifier = Arc::new(Notifier::from_env());
     let shutdown = Shutdown::listen()?;
 
@@ -163,7 +154,7 @@ mod tests {
             "{err}"
         );
         let args = Args::try_parse_from(["u"]).unwrap();
-        let layers = Layers::new(Stage::Uploader, &config::PipelineSource::BuiltIn, [], &args);
+        let layers = Layers::new(Stage::Uploader, [], &args);
         let layers = layers.unwrap();
         let consumer: ConsumerSettings = layers.extract().unwrap();
         assert_eq!(consumer.batch_size, 5000);
@@ -175,12 +166,7 @@ mod tests {
         assert_eq!(own.influx_url, "http://127.0.0.1:8086");
         assert_eq!((own.retry_max_ms, own.write_timeout_ms), (30000, 10000));
         let env = [("PULSEWIRE_INFLUX_URL".to_string(), "localhost".to_string())];
-        let layers = Layers::new(
-            Stage::Uploader,
-            &config::PipelineSource::BuiltIn,
-            env,
-            &args,
-        );
+        let layers = Layers::new(Stage::Uploader, env, &args);
         let err = layers
             .unwrap()
             .extract::<Settings>()

@@ -1,7 +1,8 @@
-//! The command-line flags the stages share, as clap structs each stage
-//! flattens into its own: [`StageFlags`] (every binary), [`ConsumerFlags`]
-//! (the three that consume a topic) and [`TxnFlags`] (the two that commit
-//! Kafka transactions). A stage takes only the groups it can use.
+//! The command-line flags the stages share, as clap structs a stage flattens
+//! into its own, each holding the one before: [`StageFlags`] (every binary),
+//! [`ConsumerFlags`] (the three that consume a topic: + group and batches) and
+//! [`TxnFlags`] (the two that commit Kafka transactions: + transactional id).
+//! A stage takes the one that has exactly the flags it can use.
 //!
 //! These are the raw flags (ripgrep's "low" arguments): `None` unless given.
 //! [`super::Layers`] layers them over the environment and the pipeline file
@@ -29,7 +30,6 @@ pub struct StageFlags {
     /// The pipeline file giving every default [env: PULSEWIRE_PIPELINE]
     /// [default: the built-in provisioning/pipeline.toml].
     #[arg(long, value_name = "FILE", global = true)]
-    #[serde(skip)]
     pub pipeline: Option<PathBuf>,
 
     /// Kafka bootstrap servers, comma-separated `host:port` [default: every
@@ -60,6 +60,10 @@ pub struct StageFlags {
 /// The flags of a stage that consumes a topic in batches.
 #[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct ConsumerFlags {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub stage: StageFlags,
+
     /// Consumer group id; its committed offsets mark the last committed batch.
     #[arg(long, value_name = "ID", value_parser = values::parse_name)]
     pub group_id: Option<String>,
@@ -81,6 +85,10 @@ pub struct ConsumerFlags {
 /// The flag of a stage that commits Kafka transactions.
 #[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct TxnFlags {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub consumer: ConsumerFlags,
+
     /// Kafka transactional.id. Must be unique per running instance and stable
     /// across restarts: a restarted instance fences its killed predecessor by it.
     #[arg(long, value_name = "ID", value_parser = values::parse_name)]

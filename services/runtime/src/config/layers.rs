@@ -8,7 +8,7 @@
 //! `must be at least 1 for key "PULSEWIRE_BATCH_SIZE" in the environment`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::value::{Dict, Map, Value};
@@ -66,33 +66,19 @@ impl Layers {
     /// Loads the pipeline file (`--pipeline`, else `PULSEWIRE_PIPELINE`, else
     /// the built-in copy) and layers this process's `PULSEWIRE_*` variables
     /// and the given `flags` (only those set) over the stage's values in it.
-    pub fn load(
-        stage: Stage,
-        pipeline_flag: Option<&Path>,
-        flags: &impl Serialize,
-    ) -> anyhow::Result<Self> {
+    pub fn load(stage: Stage, flags: &impl Serialize) -> anyhow::Result<Self> {
         let env: Vec<(String, String)> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
-        let env_pipeline = env
-            .iter()
-            .find(|(k, _)| k == PIPELINE_ENV)
-            .map(|(_, v)| PathBuf::from(v));
-        let source = PipelineSource::choose(pipeline_flag, env_pipeline);
-        Self::new(stage, &source, env, flags)
+        Self::new(stage, env, flags)
     }
 
     /// [`Layers::load`] with the environment given: what the tests call.
     pub fn new(
         stage: Stage,
-        source: &PipelineSource,
         env: impl IntoIterator<Item = (String, String)>,
         flags: &impl Serialize,
     ) -> anyhow::Result<Self> {
-        let pipeline = Pipeline::load(source)?;
-        let file = Layer::new(source.to_string(), pipeline.defaults(stage), |k| {
-            k.join(".")
-        });
         let env: Dict = env
             .into_iter()
             .filter_map(|(k, v)| {
@@ -100,10 +86,21 @@ impl Layers {
                 Some((key, Value::from(v)))
             })
             .collect();
+        let mut flags = set_flags(flags)?;
+        // The file is chosen before it is read, so it is no setting itself.
+        let path = |layer: Option<Value>| layer.and_then(|v| v.into_string()).map(PathBuf::from);
+        let source = PipelineSource::choose(
+            path(flags.remove("pipeline")).as_deref(),
+            path(env.get("pipeline").cloned()),
+        );
+        let pipeline = Pipeline::load(&source)?;
+        let file = Layer::new(source.to_string(), pipeline.defaults(stage), |k| {
+            k.join(".")
+        });
         let env = Layer::new("the environment".into(), env, |k| {
             format!("{ENV_PREFIX}{}", k.join(".").to_ascii_uppercase())
         });
-        let flags = Layer::new("the command line".into(), set_flags(flags)?, |k| {
+        let flags = Layer::new("the command line".into(), flags, |k| {
             format!("--{}", k.join(".").replace('_', "-"))
         });
         let figment = file.figment().merge(env).merge(flags);
@@ -119,6 +116,15 @@ impl Layers {
     /// and the layer of the value that failed its check.
     pub fn extract<'a, T: Deserialize<'a>>(&self) -> anyhow::Result<T> {
         Ok(self.figment.extract()?)
+    }
+
+    /// The settings every stage has, after which the stage starts logging and
+    /// serving metrics with them.
+    pub fn start(&self) -> anyhow::Result<StageSettings> {
+        let settings = self.stage()?;
+        crate::telemetry::init(&settings.log)?;
+        crate::metrics::install(settings.metrics_addr)?;
+        Ok(settings)
     }
 
     /// The settings every stage has.

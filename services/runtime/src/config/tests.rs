@@ -74,6 +74,10 @@ impl TempPipeline {
     fn source(&self) -> PipelineSource {
         PipelineSource::choose(Some(&self.0), None)
     }
+
+    fn flag(&self) -> [&str; 2] {
+        ["--pipeline", self.0.to_str().unwrap()]
+    }
 }
 
 impl Drop for TempPipeline {
@@ -117,31 +121,24 @@ fn file_errors_name_the_key_and_the_file() {
 struct Probe {
     #[command(flatten)]
     #[serde(flatten)]
-    stage: StageFlags,
-    #[command(flatten)]
-    #[serde(flatten)]
-    consumer: ConsumerFlags,
+    flags: ConsumerFlags,
+}
+
+fn parse(args: &[&str]) -> Result<Probe, clap::Error> {
+    Probe::try_parse_from(std::iter::once("probe").chain(args.iter().copied()))
 }
 
 fn probe(args: &[&str]) -> Probe {
-    let mut argv = vec!["probe"];
-    argv.extend_from_slice(args);
-    Probe::try_parse_from(argv).unwrap()
+    parse(args).unwrap()
 }
 
 fn error_of(args: &[&str]) -> String {
-    let mut argv = vec!["probe"];
-    argv.extend_from_slice(args);
-    Probe::try_parse_from(argv).unwrap_err().to_string()
-}
-
-fn layers(source: &PipelineSource, env: &[(&str, &str)], flags: &Probe) -> anyhow::Result<Layers> {
-    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-    Layers::new(Stage::Uploader, source, env, flags)
+    parse(args).unwrap_err().to_string()
 }
 
 fn builtin(env: &[(&str, &str)], flags: &Probe) -> anyhow::Result<Layers> {
-    layers(&PipelineSource::BuiltIn, env, flags)
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Layers::new(Stage::Uploader, env, flags)
 }
 
 #[test]
@@ -219,7 +216,7 @@ fn file_then_environment_then_flags() {
         &PIPELINE_TOML.replace("batch_size = 5000", "batch_size = 7"),
     );
     let size = |env: &[(&str, &str)], args: &[&str]| {
-        layers(&file.source(), env, &probe(args))
+        builtin(env, &probe(&[&file.flag()[..], args].concat()))
             .unwrap()
             .extract::<ConsumerSettings>()
             .unwrap()
@@ -246,12 +243,23 @@ fn another_pipeline_file_changes_the_defaults() {
         "topics",
         &PIPELINE_TOML.replace("\"heartrate.stats\"", "\"other.stats\""),
     );
-    let topics: Topics = layers(&file.source(), &[], &probe(&[]))
+    let topics: Topics = builtin(&[], &probe(&file.flag()))
         .unwrap()
         .extract()
         .unwrap();
     assert_eq!(topics.stats_topic, "other.stats");
     assert_eq!(topics.dlq_topic, "heartrate.dlq");
+    // PULSEWIRE_PIPELINE names it as well; --pipeline wins over it.
+    let env = [("PULSEWIRE_PIPELINE", file.0.to_str().unwrap())];
+    let topics: Topics = builtin(&env, &probe(&[])).unwrap().extract().unwrap();
+    assert_eq!(topics.stats_topic, "other.stats");
+    let err = builtin(&env, &probe(&["--pipeline", "/nonexistent/p.toml"]))
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("/nonexistent/p.toml (from --pipeline)"),
+        "{err:#}"
+    );
 }
 
 #[test]
