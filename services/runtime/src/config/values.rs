@@ -169,23 +169,22 @@ pub mod de {
         parse(&d.deserialize_any(Text)?).map_err(D::Error::custom)
     }
 
-    pub fn name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        checked(d, super::parse_name)
+    /// One `deserialize_with` function per parser above.
+    macro_rules! checks {
+        ($($name:ident -> $t:ty = $parse:ident;)*) => {$(
+            pub fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                checked(d, super::$parse)
+            }
+        )*};
     }
-    pub fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-        checked(d, super::parse_positive)
-    }
-    pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        checked(d, super::parse_millis)
-    }
-    pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-        checked(d, super::parse_socket_addr)
-    }
-    pub fn bootstrap<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        checked(d, super::parse_bootstrap)
-    }
-    pub fn url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        checked(d, super::parse_url)
+
+    checks! {
+        name -> String = parse_name;
+        positive -> usize = parse_positive;
+        millis -> u64 = parse_millis;
+        socket_addr -> SocketAddr = parse_socket_addr;
+        bootstrap -> String = parse_bootstrap;
+        url -> String = parse_url;
     }
 
     /// `PULSEWIRE_KAFKA_PROPERTIES` is one text; repeated flags are a list.
