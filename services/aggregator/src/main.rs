@@ -10,115 +10,87 @@
 
 mod stage;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser as _;
-use pulsewire_model::parse::{Parser, MAX_LINE_BYTES};
-use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
-use pulsewire_runtime::kafka::{self, BatchLimits, TxnStage};
+use pulsewire_runtime::config::{self, de, ConsumerSettings, Layers, Stage, TxnFlags, TxnSettings};
+use pulsewire_runtime::kafka::{self, TxnStage};
 use pulsewire_runtime::notify::Notifier;
 use pulsewire_runtime::shutdown::Shutdown;
+use serde::{Deserialize, Serialize};
 
 /// Parses and validates raw heart-rate lines; valid readings go to the
 /// readings topic keyed by sensor id, rejected lines to the dead-letter topic.
-/// Every default comes from provisioning/pipeline.toml.
-#[derive(Debug, clap::Parser)]
-#[command(name = "pulsewire-aggregator", version)]
+#[derive(Debug, clap::Parser, Serialize)]
+#[command(name = "pulsewire-aggregator", version, after_help = config::LAYERS_HELP)]
 struct Args {
     #[command(flatten)]
-    kafka: KafkaArgs,
+    #[serde(flatten)]
+    flags: TxnFlags,
 
     /// Topic of raw CSV lines (written by Kafka Connect's FileStreamSource).
-    #[arg(long, env = "PULSEWIRE_RAW_TOPIC", value_name = "TOPIC",
-          default_value = pipeline().topics.raw.name.as_str(), value_parser = config::parse_name)]
-    raw_topic: String,
+    #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
+    raw_topic: Option<String>,
 
     /// Topic the typed JSON readings are produced to, keyed by sensor id.
-    #[arg(long, env = "PULSEWIRE_READINGS_TOPIC", value_name = "TOPIC",
-          default_value = pipeline().topics.readings.name.as_str(), value_parser = config::parse_name)]
-    readings_topic: String,
+    #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
+    readings_topic: Option<String>,
 
     /// Dead-letter topic for rejected lines (JSON with raw bytes, reason, source position).
-    #[arg(long, env = "PULSEWIRE_DLQ_TOPIC", value_name = "TOPIC",
-          default_value = pipeline().topics.dlq.name.as_str(), value_parser = config::parse_name)]
-    dlq_topic: String,
-
-    /// Consumer group id; its committed offsets mark the last committed batch.
-    #[arg(long, env = "PULSEWIRE_GROUP_ID", value_name = "ID",
-          default_value = pipeline().services.aggregator.group_id.as_str(), value_parser = config::parse_name)]
-    group_id: String,
-
-    /// Kafka transactional.id. Must be unique per running instance and stable
-    /// across restarts: a restarted instance fences its killed predecessor by it.
-    #[arg(long, env = "PULSEWIRE_TRANSACTIONAL_ID", value_name = "ID",
-          default_value = pipeline().services.aggregator.transactional_id.as_str(), value_parser = config::parse_name)]
-    transactional_id: String,
-
-    /// Most records per transaction.
-    #[arg(long, env = "PULSEWIRE_BATCH_SIZE", value_name = "N",
-          default_value_t = pipeline().services.aggregator.batch_size, value_parser = config::parse_positive)]
-    batch_size: usize,
-
-    /// Longest time to collect one batch before committing it, in milliseconds.
-    #[arg(long, env = "PULSEWIRE_BATCH_INTERVAL_MS", value_name = "MS",
-          default_value_t = pipeline().services.aggregator.batch_interval_ms, value_parser = config::parse_millis)]
-    batch_interval_ms: u64,
-
-    /// Once a batch has records: how long without a new one ends it, in
-    /// milliseconds.
-    #[arg(long, env = "PULSEWIRE_BATCH_IDLE_MS", value_name = "MS",
-          default_value_t = pipeline().services.aggregator.batch_idle_ms, value_parser = config::parse_millis)]
-    batch_idle_ms: u64,
+    #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
+    dlq_topic: Option<String>,
 
     /// Longest accepted line in bytes; longer lines go to the DLQ as too long.
-    #[arg(long, env = "PULSEWIRE_MAX_LINE_BYTES", value_name = "BYTES", default_value_t = MAX_LINE_BYTES,
-          value_parser = config::parse_positive)]
+    #[arg(long, value_name = "BYTES", value_parser = config::parse_positive)]
+    max_line_bytes: Option<usize>,
+}
+
+/// The aggregator's own settings, resolved from the layers.
+#[derive(Debug, Deserialize)]
+struct Settings {
+    #[serde(deserialize_with = "de::name")]
+    raw_topic: String,
+    #[serde(deserialize_with = "de::name")]
+    readings_topic: String,
+    #[serde(deserialize_with = "de::name")]
+    dlq_topic: String,
+    #[serde(deserialize_with = "de::positive")]
     max_line_bytes: usize,
-
-    /// Address of the Prometheus /metrics endpoint.
-    #[arg(long, env = "PULSEWIRE_METRICS_ADDR", value_name = "IP:PORT",
-          default_value_t = config::local_addr(pipeline().services.aggregator.metrics_port),
-          value_parser = config::parse_socket_addr)]
-    metrics_addr: SocketAddr,
-
-    #[command(flatten)]
-    log: LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    pulsewire_runtime::telemetry::init(&args.log)?;
-    pulsewire_runtime::metrics::install(args.metrics_addr)?;
+    let layers = Layers::load(Stage::Aggregator, &args)?;
+    let (consumer, txn): (ConsumerSettings, TxnSettings) = (layers.extract()?, layers.extract()?);
+    let settings: Settings = layers.extract()?;
+    let common = layers.start()?;
     let notifier = Arc::new(Notifier::from_env());
     let shutdown = Shutdown::listen()?;
 
-    let parser = Parser::new(pipeline().kind_rules()).with_max_line_bytes(args.max_line_bytes);
-    let mut transform =
-        stage::Aggregate::new(parser, args.readings_topic.clone(), args.dlq_topic.clone());
+    let parser = layers.pipeline().parser(Some(settings.max_line_bytes));
+    let mut transform = stage::Aggregate::new(
+        parser,
+        settings.readings_topic.clone(),
+        settings.dlq_topic.clone(),
+    );
     let stage = TxnStage {
         name: "pulsewire-aggregator".into(),
-        input_topic: args.raw_topic.clone(),
-        group_id: args.group_id.clone(),
-        transactional_id: args.transactional_id.clone(),
-        limits: BatchLimits {
-            max_records: args.batch_size,
-            max_wait: Duration::from_millis(args.batch_interval_ms),
-            max_idle: Duration::from_millis(args.batch_idle_ms),
-        },
+        input_topic: settings.raw_topic.clone(),
+        group_id: consumer.group_id.clone(),
+        transactional_id: txn.transactional_id.clone(),
+        limits: consumer.limits(),
     };
     tracing::info!(
-        raw = args.raw_topic,
-        readings = args.readings_topic,
-        dlq = args.dlq_topic,
+        raw = settings.raw_topic,
+        readings = settings.readings_topic,
+        dlq = settings.dlq_topic,
         "starting"
     );
     // The Kafka loop is synchronous (librdkafka's transactional calls block);
     // it runs on a blocking thread while the runtime serves signals and metrics.
     tokio::task::spawn_blocking(move || {
-        kafka::run_transactional(&args.kafka, &stage, &mut transform, &shutdown, &notifier)
+        kafka::run_transactional(&common.kafka, &stage, &mut transform, &shutdown, &notifier)
     })
     .await??;
     tracing::info!("stopped");
@@ -129,10 +101,32 @@ async fn main() -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    fn settings(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let args = Args::try_parse_from(
+            std::iter::once("pulsewire-aggregator").chain(args.iter().copied()),
+        )?;
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Layers::new(Stage::Aggregator, env, &args)?.extract()
+    }
+
     #[test]
-    fn the_line_limit_defaults_to_the_parsers() {
-        // `replay` parses with the parser's default; the aggregator must agree.
-        let args = Args::try_parse_from(["pulsewire-aggregator"]).unwrap();
-        assert_eq!(args.max_line_bytes, MAX_LINE_BYTES);
+    fn the_line_limit_defaults_to_the_pipelines() {
+        // `replay` parses with the pipeline's limit; the aggregator must agree.
+        let pipeline = config::pipeline();
+        let limit = pipeline.services.aggregator.max_line_bytes;
+        assert_eq!(settings(&[], &[]).unwrap().max_line_bytes, limit);
+        let line = format!("1,heart_rate,2024-06-19 13:58:37,80{}", " ".repeat(limit));
+        assert!(pipeline.parser(None).parse(line.as_bytes()).is_err());
+        assert!(pipeline
+            .parser(Some(2 * limit))
+            .parse(line.as_bytes())
+            .is_ok());
+        let set = settings(
+            &["--max-line-bytes", "10"],
+            &[("PULSEWIRE_MAX_LINE_BYTES", "20")],
+        );
+        assert_eq!(set.unwrap().max_line_bytes, 10);
+        let err = settings(&[], &[("PULSEWIRE_RAW_TOPIC", " ")]).unwrap_err();
+        assert!(format!("{err}").contains("PULSEWIRE_RAW_TOPIC"), "{err}");
     }
 }

@@ -40,11 +40,14 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::reading::Reading;
 
-/// The longest record accepted, in bytes: the default of the aggregator's
-/// `--max-line-bytes` and the limit of `replay`, so both judge a line alike. A
-/// CSV reading is about 45 bytes and its JSON envelope about 100, so anything
-/// near this bound is garbage (a binary blob, lines glued together) and is not
-/// worth parsing.
+/// The longest record a [`Parser::new`] parser accepts, in bytes, until
+/// [`Parser::with_max_line_bytes`] sets another: the bound of the tests, the
+/// benches and the fuzz target. The services do not use it: the aggregator
+/// and `replay` both take `max_line_bytes` from `[services.aggregator]` in the
+/// pipeline file they run with (`pulsewire_runtime::config`), so they judge a
+/// line alike. A CSV reading is about 45 bytes and its JSON envelope about
+/// 100, so anything near this bound is garbage (a binary blob, lines glued
+/// together) and is not worth parsing.
 pub const MAX_LINE_BYTES: usize = 4096;
 
 /// Header rows, which are skipped rather than rejected: the seed's and ours.

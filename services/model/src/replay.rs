@@ -2,12 +2,14 @@
 //!
 //! `pulsewire-processor replay FILE` runs the very parse → validate →
 //! statistics path the aggregator and processor run, in-process and without
-//! Kafka. The binary only needs to call [`run`]:
+//! Kafka. The binary only needs to call [`run`], with the parser the
+//! aggregator would build from the same pipeline file (its kinds and its
+//! `max_line_bytes`: `Pipeline::parser` in `pulsewire_runtime::config`):
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
 //! use pulsewire_model::parse::{KindRule, Parser};
-//! let parser = Parser::new(vec![KindRule::new("heart_rate", 30, 250)]);
+//! let parser = Parser::new(vec![KindRule::new("heart_rate", 30, 250)]).with_max_line_bytes(4096);
 //! pulsewire_model::replay::run(
 //!     std::path::Path::new("readings.csv"),
 //!     &parser,

@@ -13,93 +13,51 @@
 
 mod stage;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser as _;
-use pulsewire_model::parse::Parser;
-use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
-use pulsewire_runtime::kafka::{self, BatchLimits, TxnStage};
+use pulsewire_runtime::config::{self, de, ConsumerSettings, Layers, Stage, TxnFlags, TxnSettings};
+use pulsewire_runtime::kafka::{self, TxnStage};
 use pulsewire_runtime::notify::Notifier;
 use pulsewire_runtime::shutdown::Shutdown;
+use serde::{Deserialize, Serialize};
 
 /// Keeps exact running statistics (count, min, max, mean, latest value) per
 /// sensor and kind, exactly once, with its state in a compacted Kafka topic.
-/// Every default comes from provisioning/pipeline.toml.
-#[derive(Debug, clap::Parser)]
-#[command(name = "pulsewire-processor", version)]
+#[derive(Debug, clap::Parser, Serialize)]
+#[command(name = "pulsewire-processor", version, after_help = config::LAYERS_HELP)]
 struct Args {
     #[command(subcommand)]
+    #[serde(skip)]
     command: Option<Command>,
 
     #[command(flatten)]
-    kafka: KafkaArgs,
+    #[serde(flatten)]
+    flags: TxnFlags,
 
     /// Topic of typed readings (from the aggregator), keyed by sensor id.
-    #[arg(long, env = "PULSEWIRE_READINGS_TOPIC", value_name = "TOPIC",
-          default_value = pipeline().topics.readings.name.as_str(), value_parser = config::parse_name)]
-    readings_topic: String,
+    #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
+    readings_topic: Option<String>,
 
     /// Topic each reading is produced to together with its updated statistics.
-    #[arg(long, env = "PULSEWIRE_STATS_TOPIC", value_name = "TOPIC",
-          default_value = pipeline().topics.stats.name.as_str(), value_parser = config::parse_name)]
-    stats_topic: String,
+    #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
+    stats_topic: Option<String>,
 
     /// Compacted changelog of the per-(sensor, kind) state; needs at least as
     /// many partitions as the readings topic (state of readings partition N
     /// lives in its partition N).
-    #[arg(long, env = "PULSEWIRE_STATE_TOPIC", value_name = "TOPIC",
-          default_value = pipeline().topics.processor_state.name.as_str(), value_parser = config::parse_name)]
-    state_topic: String,
+    #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
+    state_topic: Option<String>,
 
     /// Dead-letter topic for readings that cannot be counted (late, unreadable).
-    #[arg(long, env = "PULSEWIRE_DLQ_TOPIC", value_name = "TOPIC",
-          default_value = pipeline().topics.dlq.name.as_str(), value_parser = config::parse_name)]
-    dlq_topic: String,
-
-    /// Consumer group id; its committed offsets mark the last committed batch.
-    #[arg(long, env = "PULSEWIRE_GROUP_ID", value_name = "ID",
-          default_value = pipeline().services.processor.group_id.as_str(), value_parser = config::parse_name)]
-    group_id: String,
-
-    /// Kafka transactional.id. Must be unique per running instance and stable
-    /// across restarts: a restarted instance fences its killed predecessor by it.
-    #[arg(long, env = "PULSEWIRE_TRANSACTIONAL_ID", value_name = "ID",
-          default_value = pipeline().services.processor.transactional_id.as_str(), value_parser = config::parse_name)]
-    transactional_id: String,
+    #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
+    dlq_topic: Option<String>,
 
     /// Event times remembered per (sensor, kind) to recognise duplicates; a
     /// reading older than all of a full window is refused as late (to the DLQ).
-    #[arg(long, env = "PULSEWIRE_DEDUP_WINDOW", value_name = "N",
-          default_value_t = pipeline().services.processor.dedup_window, value_parser = config::parse_positive)]
-    dedup_window: usize,
-
-    /// Most records per transaction.
-    #[arg(long, env = "PULSEWIRE_BATCH_SIZE", value_name = "N",
-          default_value_t = pipeline().services.processor.batch_size, value_parser = config::parse_positive)]
-    batch_size: usize,
-
-    /// Longest time to collect one batch before committing it, in milliseconds.
-    #[arg(long, env = "PULSEWIRE_BATCH_INTERVAL_MS", value_name = "MS",
-          default_value_t = pipeline().services.processor.batch_interval_ms, value_parser = config::parse_millis)]
-    batch_interval_ms: u64,
-
-    /// Once a batch has records: how long without a new one ends it, in
-    /// milliseconds.
-    #[arg(long, env = "PULSEWIRE_BATCH_IDLE_MS", value_name = "MS",
-          default_value_t = pipeline().services.processor.batch_idle_ms, value_parser = config::parse_millis)]
-    batch_idle_ms: u64,
-
-    /// Address of the Prometheus /metrics endpoint.
-    #[arg(long, env = "PULSEWIRE_METRICS_ADDR", value_name = "IP:PORT",
-          default_value_t = config::local_addr(pipeline().services.processor.metrics_port),
-          value_parser = config::parse_socket_addr)]
-    metrics_addr: SocketAddr,
-
-    #[command(flatten)]
-    log: LogArgs,
+    #[arg(long, value_name = "N", value_parser = config::parse_positive)]
+    dedup_window: Option<usize>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -107,65 +65,103 @@ enum Command {
     /// Replays a CSV file through parse → validate → statistics without Kafka:
     /// one JSON summary per (sensor, kind) on stdout, sorted by sensor id then
     /// kind; one JSON object per uncounted line on stderr. Exits 0 whatever
-    /// the file contains, non-zero only if it cannot be read.
+    /// the file contains, non-zero only if it cannot be read. Lines are judged
+    /// by the kinds and the aggregator's max_line_bytes of the same pipeline
+    /// file (--pipeline), so replay and the pipeline agree on every line.
     Replay {
         /// The CSV file (`sensor_id,kind,timestamp,value` lines).
         file: PathBuf,
     },
 }
 
+/// The processor's own settings, resolved from the layers.
+#[derive(Debug, Deserialize)]
+struct Settings {
+    #[serde(deserialize_with = "de::name")]
+    readings_topic: String,
+    #[serde(deserialize_with = "de::name")]
+    stats_topic: String,
+    #[serde(deserialize_with = "de::name")]
+    state_topic: String,
+    #[serde(deserialize_with = "de::name")]
+    dlq_topic: String,
+    #[serde(deserialize_with = "de::positive")]
+    dedup_window: usize,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let layers = Layers::load(Stage::Processor, &args)?;
+    let settings: Settings = layers.extract()?;
     if let Some(Command::Replay { file }) = &args.command {
         // No logging setup: stdout and stderr carry replay's JSON only.
-        let parser = Parser::new(pipeline().kind_rules());
         return pulsewire_model::replay::run(
             file,
-            &parser,
-            args.dedup_window,
+            &layers.pipeline().parser(None),
+            settings.dedup_window,
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         );
     }
-
-    pulsewire_runtime::telemetry::init(&args.log)?;
-    pulsewire_runtime::metrics::install(args.metrics_addr)?;
+    let (consumer, txn): (ConsumerSettings, TxnSettings) = (layers.extract()?, layers.extract()?);
+    let common = layers.start()?;
     let notifier = Arc::new(Notifier::from_env());
     let shutdown = Shutdown::listen()?;
 
     let mut transform = stage::Process::new(
         stage::Topics {
-            stats: args.stats_topic.clone(),
-            state: args.state_topic.clone(),
-            dlq: args.dlq_topic.clone(),
+            stats: settings.stats_topic.clone(),
+            state: settings.state_topic.clone(),
+            dlq: settings.dlq_topic.clone(),
         },
-        args.dedup_window,
-        args.kafka.clone(),
+        settings.dedup_window,
+        common.kafka.clone(),
         shutdown.clone(),
         notifier.clone(),
     );
     let stage = TxnStage {
         name: "pulsewire-processor".into(),
-        input_topic: args.readings_topic.clone(),
-        group_id: args.group_id.clone(),
-        transactional_id: args.transactional_id.clone(),
-        limits: BatchLimits {
-            max_records: args.batch_size,
-            max_wait: Duration::from_millis(args.batch_interval_ms),
-            max_idle: Duration::from_millis(args.batch_idle_ms),
-        },
+        input_topic: settings.readings_topic.clone(),
+        group_id: consumer.group_id.clone(),
+        transactional_id: txn.transactional_id.clone(),
+        limits: consumer.limits(),
     };
     tracing::info!(
-        readings = args.readings_topic,
-        stats = args.stats_topic,
-        state = args.state_topic,
+        readings = settings.readings_topic,
+        stats = settings.stats_topic,
+        state = settings.state_topic,
         "starting"
     );
     tokio::task::spawn_blocking(move || {
-        kafka::run_transactional(&args.kafka, &stage, &mut transform, &shutdown, &notifier)
+        kafka::run_transactional(&common.kafka, &stage, &mut transform, &shutdown, &notifier)
     })
     .await??;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_takes_its_window_from_the_pipeline_file() {
+        let text = config::PIPELINE_TOML.replace("dedup_window = 1024", "dedup_window = 3");
+        let path = std::env::temp_dir().join(format!("pw-replay-{}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let args = Args::try_parse_from([
+            "pulsewire-processor",
+            "--pipeline",
+            path.to_str().unwrap(),
+            "replay",
+            "x.csv",
+        ])
+        .unwrap();
+        let layers = Layers::new(Stage::Processor, [], &args);
+        std::fs::remove_file(&path).unwrap();
+        let settings: Settings = layers.unwrap().extract().unwrap();
+        assert_eq!(settings.dedup_window, 3);
+        assert!(matches!(args.command, Some(Command::Replay { .. })));
+    }
 }

@@ -9,43 +9,59 @@ mod fleet;
 mod progress;
 mod sink;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Parser as _;
-use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
+use pulsewire_runtime::config::{self, de, Layers, Stage, StageFlags};
 use pulsewire_runtime::metrics as m;
 use pulsewire_runtime::notify::Notifier;
 use pulsewire_runtime::shutdown::Shutdown;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt as _;
 
 /// Simulates smartwatches (resting baseline, random walk, activity bursts,
 /// 40-200 bpm) and appends their readings as CSV lines to the file Kafka
-/// Connect tails. Every default comes from provisioning/pipeline.toml.
-#[derive(Debug, clap::Parser)]
-#[command(name = "pulsewire-simulator", version)]
+/// Connect tails.
+#[derive(Debug, clap::Parser, Serialize)]
+#[command(name = "pulsewire-simulator", version, after_help = config::LAYERS_HELP)]
 struct Args {
-    /// The CSV file to append to (never truncated or rotated; see --max-file-bytes).
-    #[arg(long, env = "PULSEWIRE_OUTPUT", value_name = "PATH", default_value = pipeline().connect.file.as_str())]
-    output: PathBuf,
+    #[command(flatten)]
+    #[serde(flatten)]
+    flags: StageFlags,
 
+    /// The CSV file to append to (never truncated or rotated; see
+    /// --max-file-bytes) [default: the pipeline's [connect] file].
+    #[arg(long, value_name = "PATH")]
+    output: Option<PathBuf>,
+
+    /// Number of simulated sensors (ids 1..=N).
+    #[arg(long, value_name = "N", value_parser = parse_sensors)]
+    sensors: Option<u32>,
+
+    /// Readings per second per sensor.
+    #[arg(long, value_name = "HZ", value_parser = parse_rate)]
+    rate_per_sensor: Option<f64>,
+
+    /// Raw topic for --kafka.
+    #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
+    raw_topic: Option<String>,
+
+    #[command(flatten)]
+    #[serde(skip)]
+    run: RunFlags,
+}
+
+/// The flags of one run, which have no value in the pipeline file (and so
+/// take their variables through clap alone).
+#[derive(Debug, Default, clap::Args)]
+struct RunFlags {
     /// Refuse to grow --output past this many bytes (0: no limit). The file is
     /// append-only for Connect's exactly-once source, so this is how it is bounded.
     #[arg(long, env = "PULSEWIRE_MAX_FILE_BYTES", value_name = "BYTES", default_value_t = 1 << 30)]
     max_file_bytes: u64,
-
-    /// Number of simulated sensors (ids 1..=N).
-    #[arg(long, env = "PULSEWIRE_SENSORS", value_name = "N",
-          default_value_t = pipeline().services.simulator.sensors, value_parser = parse_sensors)]
-    sensors: u32,
-
-    /// Readings per second per sensor.
-    #[arg(long, env = "PULSEWIRE_RATE_PER_SENSOR", value_name = "HZ",
-          default_value_t = pipeline().services.simulator.rate_per_sensor, value_parser = parse_rate)]
-    rate_per_sensor: f64,
 
     /// Seed of the random generator; the same seed (and --start-time) gives the
     /// same lines. Without it a random seed is drawn and logged.
@@ -77,23 +93,26 @@ struct Args {
     /// Produce the lines to the raw Kafka topic instead of the file (load tests).
     #[arg(long, env = "PULSEWIRE_KAFKA")]
     kafka: bool,
+}
 
-    /// Raw topic for --kafka.
-    #[arg(long, env = "PULSEWIRE_RAW_TOPIC", value_name = "TOPIC",
-          default_value = pipeline().topics.raw.name.as_str(), value_parser = config::parse_name)]
+/// The simulator's own settings, resolved from the layers.
+#[derive(Debug, Deserialize)]
+struct Settings {
+    output: PathBuf,
+    #[serde(deserialize_with = "sensors")]
+    sensors: u32,
+    #[serde(deserialize_with = "rate")]
+    rate_per_sensor: f64,
+    #[serde(deserialize_with = "de::name")]
     raw_topic: String,
+}
 
-    #[command(flatten)]
-    kafka_args: KafkaArgs,
+fn sensors<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    de::checked(d, parse_sensors)
+}
 
-    /// Address of the Prometheus /metrics endpoint.
-    #[arg(long, env = "PULSEWIRE_METRICS_ADDR", value_name = "IP:PORT",
-          default_value_t = config::local_addr(pipeline().services.simulator.metrics_port),
-          value_parser = config::parse_socket_addr)]
-    metrics_addr: SocketAddr,
-
-    #[command(flatten)]
-    log: LogArgs,
+fn rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    de::checked(d, parse_rate)
 }
 
 fn parse_sensors(value: &str) -> Result<u32, String> {
@@ -169,29 +188,30 @@ impl Source {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    pulsewire_runtime::telemetry::init(&args.log)?;
-    pulsewire_runtime::metrics::install(args.metrics_addr)?;
+    let layers = Layers::load(Stage::Simulator, &args)?;
+    let own: Settings = layers.extract()?;
+    let common = layers.start()?;
     let notifier = Notifier::from_env();
     let mut shutdown = Shutdown::listen()?;
 
     // A replay into the file goes on where an earlier run stopped (progress.rs).
     let mut progress = None;
-    let (mut source, interval) = match &args.replay {
+    let (mut source, interval) = match &args.run.replay {
         Some(path) => {
             let file = tokio::fs::File::open(path)
                 .await
                 .with_context(|| format!("cannot read --replay {}", path.display()))?;
             let bytes = file.metadata().await?.len();
             // Batches of ~0.1 s worth of lines keep pacing smooth.
-            let per_batch = if args.fast {
+            let per_batch = if args.run.fast {
                 1000
             } else {
-                (args.rate / 10.0).ceil().max(1.0) as usize
+                (args.run.rate / 10.0).ceil().max(1.0) as usize
             };
-            let interval = Duration::from_secs_f64(per_batch as f64 / args.rate);
+            let interval = Duration::from_secs_f64(per_batch as f64 / args.run.rate);
             let mut lines = tokio::io::BufReader::new(file).lines();
-            if !args.kafka {
-                let at = progress::Progress::file_for(&args.output);
+            if !args.run.kafka {
+                let at = progress::Progress::file_for(&own.output);
                 let done = progress::Progress::load(&at, path, bytes)?;
                 if done.lines > 0 {
                     tracing::info!(lines = done.lines, progress = %at.display(), "resuming the replay");
@@ -204,19 +224,19 @@ async fn main() -> anyhow::Result<()> {
             (Source::Replay { lines, per_batch }, interval)
         }
         None => {
-            let seed = args.seed.unwrap_or_else(rand::random);
+            let seed = args.run.seed.unwrap_or_else(rand::random);
             tracing::info!(
                 seed,
-                sensors = args.sensors,
-                rate_per_sensor = args.rate_per_sensor,
+                sensors = own.sensors,
+                rate_per_sensor = own.rate_per_sensor,
                 "simulating"
             );
-            let period = Duration::from_secs_f64(1.0 / args.rate_per_sensor);
-            let fleet = Box::new(fleet::Fleet::new(args.sensors, seed));
+            let period = Duration::from_secs_f64(1.0 / own.rate_per_sensor);
+            let fleet = Box::new(fleet::Fleet::new(own.sensors, seed));
             (
                 Source::Fleet {
                     fleet,
-                    start: args.start_time,
+                    start: args.run.start_time,
                     period,
                     tick: 0,
                 },
@@ -225,27 +245,26 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let mut sink = if args.kafka {
+    let mut sink = if args.run.kafka {
         let producer =
-            pulsewire_runtime::kafka::idempotent_producer(&args.kafka_args, "pulsewire-simulator")?;
+            pulsewire_runtime::kafka::idempotent_producer(&common.kafka, "pulsewire-simulator")?;
         // Readiness for --kafka: the brokers answer for the raw topic.
         let metadata: rdkafka::consumer::BaseConsumer =
-            pulsewire_runtime::kafka::base_config(&args.kafka_args, "pulsewire-simulator")
-                .create()?;
+            pulsewire_runtime::kafka::base_config(&common.kafka, "pulsewire-simulator").create()?;
         tokio::task::block_in_place(|| {
-            pulsewire_runtime::kafka::topic_partitions(&metadata, &args.raw_topic)
+            pulsewire_runtime::kafka::topic_partitions(&metadata, &own.raw_topic)
         })?;
         sink::Sink::Kafka {
             producer,
-            topic: args.raw_topic.clone(),
+            topic: own.raw_topic.clone(),
         }
     } else {
-        sink::Sink::file(&args.output, args.max_file_bytes).await?
+        sink::Sink::file(&own.output, args.run.max_file_bytes).await?
     };
-    let target = if args.kafka {
-        args.raw_topic.clone()
+    let target = if args.run.kafka {
+        own.raw_topic.clone()
     } else {
-        args.output.display().to_string()
+        own.output.display().to_string()
     };
     notifier.ready(&format!("writing to {target}"));
 
@@ -263,7 +282,7 @@ async fn main() -> anyhow::Result<()> {
                 _ = shutdown.recv() => break,
             }
         }
-        if !args.fast {
+        if !args.run.fast {
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = shutdown.recv() => break,
@@ -273,12 +292,13 @@ async fn main() -> anyhow::Result<()> {
         // In fast mode, group ticks so each flush carries ~1000 lines.
         loop {
             source.next(&mut lines).await?;
-            let more = args.fast && matches!(source, Source::Fleet { .. }) && lines.len() < 1000;
-            if !more || args.count.is_some_and(|c| written + lines.len() >= c) {
+            let more =
+                args.run.fast && matches!(source, Source::Fleet { .. }) && lines.len() < 1000;
+            if !more || args.run.count.is_some_and(|c| written + lines.len() >= c) {
                 break;
             }
         }
-        if let Some(count) = args.count {
+        if let Some(count) = args.run.count {
             lines.truncate(count - written);
         }
         if lines.is_empty() {
@@ -307,7 +327,7 @@ async fn main() -> anyhow::Result<()> {
         }
         written += lines.len();
         metrics::counter!(m::LINES_WRITTEN).increment(lines.len() as u64);
-        if args.count.is_some_and(|c| written >= c) {
+        if args.run.count.is_some_and(|c| written >= c) {
             tracing::info!(written, "--count reached");
             break;
         }

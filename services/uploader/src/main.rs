@@ -12,152 +12,117 @@ mod influx;
 mod point;
 mod upload;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser as _;
-use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
-use pulsewire_runtime::kafka::BatchLimits;
+use pulsewire_runtime::config::{self, de, ConsumerFlags, ConsumerSettings, Layers, Stage};
 use pulsewire_runtime::notify::Notifier;
 use pulsewire_runtime::shutdown::Shutdown;
+use serde::{Deserialize, Serialize};
+
+#[cfg(test)]
+use pulsewire_runtime::config::parse_url;
 
 /// Writes every reading with its statistics to InfluxDB 2 (measurement =
 /// kind, tag sensor_id, fields value/mean/min/max/count, time = event time).
-/// Every default comes from provisioning/pipeline.toml.
-#[derive(Debug, clap::Parser)]
-#[command(
-    name = "pulsewire-uploader",
-    version,
-    after_help = "The InfluxDB token is read from --influx-token-file, or else from the \
-                  PULSEWIRE_INFLUX_TOKEN environment variable; there is deliberately no flag \
-                  for the token itself."
-)]
+#[derive(Debug, clap::Parser, Serialize)]
+#[command(name = "pulsewire-uploader", version, after_help = config::LAYERS_HELP)]
 struct Args {
     #[command(flatten)]
-    kafka: KafkaArgs,
+    #[serde(flatten)]
+    flags: ConsumerFlags,
 
     /// Topic of readings with their statistics (from the processor).
-    #[arg(long, env = "PULSEWIRE_STATS_TOPIC", value_name = "TOPIC",
-          default_value = pipeline().topics.stats.name.as_str(), value_parser = config::parse_name)]
-    stats_topic: String,
+    #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
+    stats_topic: Option<String>,
 
     /// Dead-letter topic for points InfluxDB refuses (with the server's message).
-    #[arg(long, env = "PULSEWIRE_DLQ_TOPIC", value_name = "TOPIC",
-          default_value = pipeline().topics.dlq.name.as_str(), value_parser = config::parse_name)]
-    dlq_topic: String,
+    #[arg(long, value_name = "TOPIC", value_parser = config::parse_name)]
+    dlq_topic: Option<String>,
 
-    /// Consumer group id; offsets are committed after each acknowledged batch.
-    #[arg(long, env = "PULSEWIRE_GROUP_ID", value_name = "ID",
-          default_value = pipeline().services.uploader.group_id.as_str(), value_parser = config::parse_name)]
-    group_id: String,
-
-    /// InfluxDB base URL.
-    #[arg(long, env = "PULSEWIRE_INFLUX_URL", value_name = "URL",
-          default_value_t = pipeline().influxdb.url(), value_parser = parse_url)]
-    influx_url: String,
+    /// InfluxDB base URL [default: port of the pipeline's [influxdb] on 127.0.0.1].
+    #[arg(long, value_name = "URL", value_parser = config::parse_url)]
+    influx_url: Option<String>,
 
     /// InfluxDB organisation.
-    #[arg(long, env = "PULSEWIRE_INFLUX_ORG", value_name = "ORG",
-          default_value = pipeline().influxdb.org.as_str(), value_parser = config::parse_name)]
-    influx_org: String,
+    #[arg(long, value_name = "ORG", value_parser = config::parse_name)]
+    influx_org: Option<String>,
 
     /// InfluxDB bucket.
-    #[arg(long, env = "PULSEWIRE_INFLUX_BUCKET", value_name = "BUCKET",
-          default_value = pipeline().influxdb.bucket.as_str(), value_parser = config::parse_name)]
-    influx_bucket: String,
+    #[arg(long, value_name = "BUCKET", value_parser = config::parse_name)]
+    influx_bucket: Option<String>,
 
-    /// File holding the InfluxDB API token (e.g. $CREDENTIALS_DIRECTORY/influx-token).
+    /// File holding the InfluxDB API token (e.g. $CREDENTIALS_DIRECTORY/influx-token);
+    /// without it the token is read from PULSEWIRE_INFLUX_TOKEN. There is
+    /// deliberately no flag for the token itself, which `ps` would show.
     #[arg(long, env = "PULSEWIRE_INFLUX_TOKEN_FILE", value_name = "PATH")]
+    #[serde(skip)]
     influx_token_file: Option<PathBuf>,
-
-    /// Most points per InfluxDB write.
-    #[arg(long, env = "PULSEWIRE_BATCH_SIZE", value_name = "N",
-          default_value_t = pipeline().services.uploader.batch_size, value_parser = config::parse_positive)]
-    batch_size: usize,
-
-    /// Longest time to collect one batch before writing it, in milliseconds.
-    #[arg(long, env = "PULSEWIRE_BATCH_INTERVAL_MS", value_name = "MS",
-          default_value_t = pipeline().services.uploader.batch_interval_ms, value_parser = config::parse_millis)]
-    batch_interval_ms: u64,
-
-    /// Once a batch has records: how long without a new one ends it, in
-    /// milliseconds.
-    #[arg(long, env = "PULSEWIRE_BATCH_IDLE_MS", value_name = "MS",
-          default_value_t = pipeline().services.uploader.batch_idle_ms, value_parser = config::parse_millis)]
-    batch_idle_ms: u64,
 
     /// Longest pause between retries of a failing write, in milliseconds
     /// (the pause doubles from 200 ms up to this; retries never stop).
-    #[arg(long, env = "PULSEWIRE_RETRY_MAX_MS", value_name = "MS", default_value = "30000",
-          value_parser = config::parse_millis)]
-    retry_max_ms: u64,
+    #[arg(long, value_name = "MS", value_parser = config::parse_millis)]
+    retry_max_ms: Option<u64>,
 
     /// Longest wait for InfluxDB to answer one write, in milliseconds.
-    #[arg(long, env = "PULSEWIRE_WRITE_TIMEOUT_MS", value_name = "MS", default_value = "10000",
-          value_parser = config::parse_millis)]
-    write_timeout_ms: u64,
-
-    /// Address of the Prometheus /metrics endpoint.
-    #[arg(long, env = "PULSEWIRE_METRICS_ADDR", value_name = "IP:PORT",
-          default_value_t = config::local_addr(pipeline().services.uploader.metrics_port),
-          value_parser = config::parse_socket_addr)]
-    metrics_addr: SocketAddr,
-
-    #[command(flatten)]
-    log: LogArgs,
+    #[arg(long, value_name = "MS", value_parser = config::parse_millis)]
+    write_timeout_ms: Option<u64>,
 }
 
-/// clap parser: an http(s) URL with a host (the client would panic on less).
-fn parse_url(value: &str) -> Result<String, String> {
-    let rest = value
-        .strip_prefix("http://")
-        .or_else(|| value.strip_prefix("https://"))
-        .ok_or_else(|| format!("`{value}` must start with http:// or https://"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!("`{value}` has no host"));
-    }
-    Ok(value.trim_end_matches('/').to_string())
+/// The uploader's own settings, resolved from the layers.
+#[derive(Debug, Deserialize)]
+struct Settings {
+    #[serde(deserialize_with = "de::name")]
+    stats_topic: String,
+    #[serde(deserialize_with = "de::name")]
+    dlq_topic: String,
+    #[serde(deserialize_with = "de::url")]
+    influx_url: String,
+    #[serde(deserialize_with = "de::name")]
+    influx_org: String,
+    #[serde(deserialize_with = "de::name")]
+    influx_bucket: String,
+    #[serde(deserialize_with = "de::millis")]
+    retry_max_ms: u64,
+    #[serde(deserialize_with = "de::millis")]
+    write_timeout_ms: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    pulsewire_runtime::telemetry::init(&args.log)?;
+    let layers = Layers::load(Stage::Uploader, &args)?;
+    let (consumer, own): (ConsumerSettings, Settings) = (layers.extract()?, layers.extract()?);
+    let common = layers.start()?;
     let token = config::influx_token(
         args.influx_token_file.as_deref(),
         std::env::var(config::INFLUX_TOKEN_ENV).ok(),
     )?;
-    pulsewire_runtime::metrics::install(args.metrics_addr)?;
     let notifier = Arc::new(Notifier::from_env());
     let shutdown = Shutdown::listen()?;
 
     let influx = influx::Influx {
-        client: influxdb2::Client::new(&args.influx_url, &args.influx_org, token),
-        bucket: args.influx_bucket.clone(),
-        timeout: Duration::from_millis(args.write_timeout_ms),
+        client: influxdb2::Client::new(&own.influx_url, &own.influx_org, token),
+        bucket: own.influx_bucket.clone(),
+        timeout: Duration::from_millis(own.write_timeout_ms),
     };
     let settings = upload::Settings {
-        kafka: args.kafka.clone(),
-        stats_topic: args.stats_topic.clone(),
-        dlq_topic: args.dlq_topic.clone(),
-        group_id: args.group_id.clone(),
-        limits: BatchLimits {
-            max_records: args.batch_size,
-            max_wait: Duration::from_millis(args.batch_interval_ms),
-            max_idle: Duration::from_millis(args.batch_idle_ms),
-        },
+        kafka: common.kafka,
+        stats_topic: own.stats_topic.clone(),
+        dlq_topic: own.dlq_topic.clone(),
+        group_id: consumer.group_id.clone(),
+        limits: consumer.limits(),
         retry: influx::Retry {
-            max_interval: Duration::from_millis(args.retry_max_ms),
+            max_interval: Duration::from_millis(own.retry_max_ms),
         },
     };
     tracing::info!(
-        stats = args.stats_topic,
-        url = args.influx_url,
-        org = args.influx_org,
-        bucket = args.influx_bucket,
+        stats = own.stats_topic,
+        url = own.influx_url,
+        org = own.influx_org,
+        bucket = own.influx_bucket,
         "starting"
     );
     upload::run(&settings, &influx, shutdown, notifier).await?;
@@ -189,7 +154,27 @@ mod tests {
             "{err}"
         );
         let args = Args::try_parse_from(["u"]).unwrap();
-        assert_eq!(args.batch_size, 5000);
-        assert_eq!(args.metrics_addr.to_string(), "127.0.0.1:9303");
+        let layers = Layers::new(Stage::Uploader, [], &args);
+        let layers = layers.unwrap();
+        let consumer: ConsumerSettings = layers.extract().unwrap();
+        assert_eq!(consumer.batch_size, 5000);
+        assert_eq!(
+            layers.stage().unwrap().metrics_addr.to_string(),
+            "127.0.0.1:9303"
+        );
+        let own: Settings = layers.extract().unwrap();
+        assert_eq!(own.influx_url, "http://127.0.0.1:8086");
+        assert_eq!((own.retry_max_ms, own.write_timeout_ms), (30000, 10000));
+        let env = [("PULSEWIRE_INFLUX_URL".to_string(), "localhost".to_string())];
+        let layers = Layers::new(Stage::Uploader, env, &args);
+        let err = layers
+            .unwrap()
+            .extract::<Settings>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PULSEWIRE_INFLUX_URL") && err.contains("http://"),
+            "{err}"
+        );
     }
 }
