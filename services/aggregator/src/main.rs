@@ -13,7 +13,9 @@ mod stage;
 use std::sync::Arc;
 
 use clap::Parser as _;
-use pulsewire_runtime::config::{self, de, ConsumerSettings, Layers, Stage, TxnFlags, TxnSettings};
+use pulsewire_runtime::config::{
+    self, de, ConsumerSettings, Layers, ParseLimits, Stage, TxnFlags, TxnSettings,
+};
 use pulsewire_runtime::kafka::{self, TxnStage};
 use pulsewire_runtime::notify::Notifier;
 use pulsewire_runtime::shutdown::Shutdown;
@@ -43,6 +45,11 @@ struct Args {
     /// Longest accepted line in bytes; longer lines go to the DLQ as too long.
     #[arg(long, value_name = "BYTES", value_parser = config::parse_positive)]
     max_line_bytes: Option<usize>,
+
+    /// Readings stamped more than this many seconds ahead of the clock go to
+    /// the DLQ as future_time.
+    #[arg(long, value_name = "SECONDS", value_parser = config::parse_positive)]
+    max_clock_ahead_secs: Option<usize>,
 }
 
 /// The aggregator's own settings, resolved from the layers.
@@ -54,8 +61,21 @@ struct Settings {
     readings_topic: String,
     #[serde(deserialize_with = "de::name")]
     dlq_topic: String,
+    // Not a flattened ParseLimits: serde's flatten would hide which key a
+    // bad value came from.
     #[serde(deserialize_with = "de::positive")]
     max_line_bytes: usize,
+    #[serde(deserialize_with = "de::positive")]
+    max_clock_ahead_secs: usize,
+}
+
+impl Settings {
+    fn limits(&self) -> ParseLimits {
+        ParseLimits {
+            max_line_bytes: self.max_line_bytes,
+            max_clock_ahead_secs: self.max_clock_ahead_secs,
+        }
+    }
 }
 
 #[tokio::main]
@@ -68,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     let notifier = Arc::new(Notifier::from_env());
     let shutdown = Shutdown::listen()?;
 
-    let parser = layers.pipeline().parser(Some(settings.max_line_bytes));
+    let parser = layers.pipeline().parser(Some(&settings.limits()));
     let mut transform = stage::Aggregate::new(
         parser,
         settings.readings_topic.clone(),
@@ -117,10 +137,11 @@ mod tests {
         assert_eq!(settings(&[], &[]).unwrap().max_line_bytes, limit);
         let line = format!("1,heart_rate,2024-06-19 13:58:37,80{}", " ".repeat(limit));
         assert!(pipeline.parser(None).parse(line.as_bytes()).is_err());
-        assert!(pipeline
-            .parser(Some(2 * limit))
-            .parse(line.as_bytes())
-            .is_ok());
+        let wider = ParseLimits {
+            max_line_bytes: 2 * limit,
+            max_clock_ahead_secs: 300,
+        };
+        assert!(pipeline.parser(Some(&wider)).parse(line.as_bytes()).is_ok());
         let set = settings(
             &["--max-line-bytes", "10"],
             &[("PULSEWIRE_MAX_LINE_BYTES", "20")],
@@ -128,5 +149,34 @@ mod tests {
         assert_eq!(set.unwrap().max_line_bytes, 10);
         let err = settings(&[], &[("PULSEWIRE_RAW_TOPIC", " ")]).unwrap_err();
         assert!(format!("{err}").contains("PULSEWIRE_RAW_TOPIC"), "{err}");
+    }
+
+    #[test]
+    fn the_clock_limit_comes_from_the_pipeline_and_reaches_the_parser() {
+        let pipeline = config::pipeline();
+        let own = pipeline.services.aggregator.max_clock_ahead_secs;
+        assert_eq!(own, 300);
+        let resolved = settings(&[], &[]).unwrap().limits();
+        assert_eq!(resolved.max_clock_ahead_secs, own);
+        let flagged = settings(&["--max-clock-ahead-secs", "60"], &[])
+            .unwrap()
+            .limits();
+        assert_eq!(flagged.max_clock_ahead_secs, 60);
+        let ahead = chrono::Utc::now() + chrono::Duration::seconds(120);
+        let line = format!("1,heart_rate,{},80", ahead.format("%Y-%m-%d %H:%M:%S"));
+        assert!(pipeline
+            .parser(Some(&resolved))
+            .parse(line.as_bytes())
+            .is_ok());
+        let err = pipeline
+            .parser(Some(&flagged))
+            .parse(line.as_bytes())
+            .unwrap_err();
+        assert_eq!(err.reason_code(), "future_time");
+        let err = settings(&[], &[("PULSEWIRE_MAX_CLOCK_AHEAD_SECS", "0")]).unwrap_err();
+        assert!(
+            format!("{err}").contains("PULSEWIRE_MAX_CLOCK_AHEAD_SECS"),
+            "{err}"
+        );
     }
 }

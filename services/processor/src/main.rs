@@ -66,7 +66,8 @@ enum Command {
     /// one JSON summary per (sensor, kind) on stdout, sorted by sensor id then
     /// kind; one JSON object per uncounted line on stderr. Exits 0 whatever
     /// the file contains, non-zero only if it cannot be read. Lines are judged
-    /// by the kinds and the aggregator's max_line_bytes of the same pipeline
+    /// by the kinds and the aggregator's max_line_bytes and
+    /// max_clock_ahead_secs of the same pipeline
     /// file (--pipeline), so replay and the pipeline agree on every line.
     Replay {
         /// The CSV file (`sensor_id,kind,timestamp,value` lines).

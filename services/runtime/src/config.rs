@@ -37,8 +37,8 @@ pub use layers::{
     ConsumerSettings, KafkaArgs, Layers, LogArgs, StageSettings, TxnSettings, PIPELINE_ENV,
 };
 pub use pipeline::{
-    pipeline, Aggregator, Connect, Influxdb, Kafka, KindSpec, Pipeline, PipelineSource, Processor,
-    Services, Simulator, Stage, Topic, Topics, Uploader, PIPELINE_TOML,
+    pipeline, Aggregator, Connect, Influxdb, Kafka, KindSpec, ParseLimits, Pipeline,
+    PipelineSource, Processor, Services, Simulator, Stage, Topic, Topics, Uploader, PIPELINE_TOML,
 };
 pub use values::{
     de, parse_bootstrap, parse_millis, parse_name, parse_positive, parse_properties,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use figment::value::{Dict, Value};
@@ -92,6 +93,17 @@ pub struct Aggregator {
     /// The longest accepted line, for the aggregator and for `replay`.
     #[serde(deserialize_with = "de::positive")]
     pub max_line_bytes: usize,
+    /// How far ahead of the clock a reading's time may be, in seconds.
+    #[serde(deserialize_with = "de::positive")]
+    pub max_clock_ahead_secs: usize,
+}
+
+/// The limits a line is judged by: the aggregator's settings of the same
+/// names, which `replay` shares.
+#[derive(Debug, Clone)]
+pub struct ParseLimits {
+    pub max_line_bytes: usize,
+    pub max_clock_ahead_secs: usize,
 }
 
 /// `[services.processor]`.
@@ -111,6 +123,9 @@ pub struct Processor {
     pub batch_idle_ms: u64,
     #[serde(deserialize_with = "de::positive")]
     pub dedup_window: usize,
+    /// The most (sensor, kind)s the processor keeps state for.
+    #[serde(deserialize_with = "de::positive")]
+    pub max_states: usize,
 }
 
 /// `[services.uploader]`.
@@ -275,11 +290,18 @@ impl Pipeline {
     }
 
     /// The parser of this pipeline: its kinds, and the aggregator's line
-    /// limit unless `max_line_bytes` overrides it. `replay` and the
+    /// and clock limits unless `limits` overrides them. `replay` and the
     /// aggregator both build theirs here, so they judge a line alike.
-    pub fn parser(&self, max_line_bytes: Option<usize>) -> Parser {
+    pub fn parser(&self, limits: Option<&ParseLimits>) -> Parser {
+        let a = &self.services.aggregator;
+        let own = ParseLimits {
+            max_line_bytes: a.max_line_bytes,
+            max_clock_ahead_secs: a.max_clock_ahead_secs,
+        };
+        let limits = limits.unwrap_or(&own);
         Parser::new(self.kind_rules())
-            .with_max_line_bytes(max_line_bytes.unwrap_or(self.services.aggregator.max_line_bytes))
+            .with_max_line_bytes(limits.max_line_bytes)
+            .with_max_ahead(Duration::from_secs(limits.max_clock_ahead_secs as u64))
     }
 
     /// The file's values under the flat names of the stage's settings (the
