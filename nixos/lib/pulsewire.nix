@@ -137,6 +137,7 @@ rec {
       configs = {
         "min.insync.replicas" = toString (min t.min_insync_replicas (min t.replication_factor brokerCount));
         "cleanup.policy" = t.cleanup_policy;
+        "retention.ms" = toString t.retention_ms;
       }
       # Any further topic-level Kafka settings the table spells out.
       // (t.configs or { });
@@ -178,6 +179,8 @@ rec {
       "value.converter" = "org.apache.kafka.connect.storage.StringConverter";
       # KIP-618: source tasks write records and their file offsets in one transaction.
       "exactly.once.source.support" = "enabled";
+      # Any line the raw topic takes, the producer sends (pipeline.toml [topics.raw]).
+      "producer.max.request.size" = (topicByKey "raw").configs."max.message.bytes";
       "config.storage.topic" = connect.config_topic;
       "config.storage.replication.factor" = toString replicationFactor;
       "offset.storage.topic" = connect.offset_topic;

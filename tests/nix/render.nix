@@ -136,6 +136,15 @@ h.run [
     in
     builtins.elem "--if-not-exists" a && builtins.elem "min.insync.replicas=2" a
   ))
+  (check "raw topic takes lines up to 8 MiB, and Connect's producer sends them" (
+    let
+      a = p.topicCreateArgs (topicNamed rawName);
+    in
+    builtins.elem "max.message.bytes=8388608" a && worker."producer.max.request.size" == "8388608"
+  ))
+  (check "every topic keeps 14 days on purpose" (
+    builtins.all (t: t.configs."retention.ms" == "1209600000") p.topics
+  ))
   (check "connector topic = raw topic" (connector.topic == rawName && rawName == "heartrate.raw"))
   (check "connector is FileStreamSource, one task, the pipeline file" (
     connector."connector.class" == "org.apache.kafka.connect.file.FileStreamSourceConnector"
