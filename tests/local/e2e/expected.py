@@ -3,11 +3,13 @@ project's code (a bug shared by the test and the services would hide itself)."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 from pulsewire_stack.settings import PIPELINE
 
 KINDS = {k: (v["min"], v["max"]) for k, v in PIPELINE["kinds"].items()}
+AGGREGATOR = PIPELINE["services"]["aggregator"]
 
 # Header rows, skipped (services/model/src/parse.rs has the same two).
 HEADERS = [["sensor_id", "data_type", "timestamp", "value"], ["sensor_id", "kind", "timestamp", "value"]]
@@ -47,14 +49,21 @@ class Expected:
     def __init__(self, lines: list[str]):
         self.readings: dict[int, dict[int, int]] = {}  # sensor -> {time_ns: value}
         self.invalid: list[str] = []
+        # Readings may be stamped up to this far ahead of the clock (a second of slack
+        # for the time between writing the line and the aggregator reading it is not
+        # needed: the tests stay far from the limit).
+        latest = time.time_ns() + AGGREGATOR["max_clock_ahead_secs"] * 10**9
         for line in lines:
+            if len(line.encode("utf-8", "surrogateescape")) > AGGREGATOR["max_line_bytes"]:
+                self.invalid.append(line)
+                continue
             f = line.rstrip("\r").split(",")
             if line.strip() == "" or [x.strip() for x in f] in HEADERS:
                 continue
             ok = len(f) == 4 and f[0].isdigit() and int(f[0]) > 0 and f[1] in KINDS
             t = parse_time(f[2]) if ok else None
             ok = ok and t is not None and f[3].lstrip("-").isdigit() and len(f[3]) < 19
-            ok = ok and KINDS[f[1]][0] <= int(f[3]) <= KINDS[f[1]][1]
+            ok = ok and KINDS[f[1]][0] <= int(f[3]) <= KINDS[f[1]][1] and t <= latest
             if not ok:
                 self.invalid.append(line)
                 continue
