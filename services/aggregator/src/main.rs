@@ -5,7 +5,7 @@
 //! by its sensor id to the readings topic, and each rejected line to the DLQ
 //! with its reason and source position. Exactly once: outputs and input
 //! offsets are committed in one Kafka transaction (see
-//! [`pulsewire_runtime::kafka`]). This file is only flags and wiring; the
+//! [`pulsewire_runtime::runner`]). This file is only flags and wiring; the
 //! per-record logic is in [`stage`].
 
 mod stage;
@@ -17,8 +17,8 @@ use std::time::Duration;
 use clap::Parser as _;
 use pulsewire_model::parse::{Parser, MAX_LINE_BYTES};
 use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
-use pulsewire_runtime::kafka::{self, BatchLimits, TxnStage};
 use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::runner::{self, BatchLimits, StageSpec};
 use pulsewire_runtime::shutdown::Shutdown;
 
 /// Parses and validates raw heart-rate lines; valid readings go to the
@@ -98,11 +98,10 @@ async fn main() -> anyhow::Result<()> {
     let parser = Parser::new(pipeline().kind_rules()).with_max_line_bytes(args.max_line_bytes);
     let mut transform =
         stage::Aggregate::new(parser, args.readings_topic.clone(), args.dlq_topic.clone());
-    let stage = TxnStage {
+    let stage = StageSpec {
         name: "pulsewire-aggregator".into(),
         input_topic: args.raw_topic.clone(),
         group_id: args.group_id.clone(),
-        transactional_id: args.transactional_id.clone(),
         limits: BatchLimits {
             max_records: args.batch_size,
             max_wait: Duration::from_millis(args.batch_interval_ms),
@@ -118,7 +117,14 @@ async fn main() -> anyhow::Result<()> {
     // The Kafka loop is synchronous (librdkafka's transactional calls block);
     // it runs on a blocking thread while the runtime serves signals and metrics.
     tokio::task::spawn_blocking(move || {
-        kafka::run_transactional(&args.kafka, &stage, &mut transform, &shutdown, &notifier)
+        runner::run_transactional(
+            &args.kafka,
+            &stage,
+            &args.transactional_id,
+            &mut transform,
+            &shutdown,
+            &notifier,
+        )
     })
     .await??;
     tracing::info!("stopped");

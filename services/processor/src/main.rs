@@ -21,8 +21,8 @@ use std::time::Duration;
 use clap::Parser as _;
 use pulsewire_model::parse::Parser;
 use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
-use pulsewire_runtime::kafka::{self, BatchLimits, TxnStage};
 use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::runner::{self, BatchLimits, StageSpec};
 use pulsewire_runtime::shutdown::Shutdown;
 
 /// Keeps exact running statistics (count, min, max, mean, latest value) per
@@ -141,15 +141,11 @@ async fn main() -> anyhow::Result<()> {
             dlq: args.dlq_topic.clone(),
         },
         args.dedup_window,
-        args.kafka.clone(),
-        shutdown.clone(),
-        notifier.clone(),
     );
-    let stage = TxnStage {
+    let stage = StageSpec {
         name: "pulsewire-processor".into(),
         input_topic: args.readings_topic.clone(),
         group_id: args.group_id.clone(),
-        transactional_id: args.transactional_id.clone(),
         limits: BatchLimits {
             max_records: args.batch_size,
             max_wait: Duration::from_millis(args.batch_interval_ms),
@@ -163,7 +159,14 @@ async fn main() -> anyhow::Result<()> {
         "starting"
     );
     tokio::task::spawn_blocking(move || {
-        kafka::run_transactional(&args.kafka, &stage, &mut transform, &shutdown, &notifier)
+        runner::run_transactional(
+            &args.kafka,
+            &stage,
+            &args.transactional_id,
+            &mut transform,
+            &shutdown,
+            &notifier,
+        )
     })
     .await??;
     tracing::info!("stopped");

@@ -19,6 +19,7 @@ use clap::Parser as _;
 use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
 use pulsewire_runtime::metrics as m;
 use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::runner::client::{topic_partitions, ClientConfigs};
 use pulsewire_runtime::shutdown::Shutdown;
 use tokio::io::AsyncBufReadExt as _;
 
@@ -226,21 +227,17 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let mut sink = if args.kafka {
-        let producer =
-            pulsewire_runtime::kafka::idempotent_producer(&args.kafka_args, "pulsewire-simulator")?;
+        let clients = ClientConfigs::new(&args.kafka_args, "pulsewire-simulator");
+        let producer = clients.idempotent_producer()?;
         // Readiness for --kafka: the brokers answer for the raw topic.
-        let metadata: rdkafka::consumer::BaseConsumer =
-            pulsewire_runtime::kafka::base_config(&args.kafka_args, "pulsewire-simulator")
-                .create()?;
-        tokio::task::block_in_place(|| {
-            pulsewire_runtime::kafka::topic_partitions(&metadata, &args.raw_topic)
-        })?;
-        sink::Sink::Kafka {
+        let metadata: rdkafka::consumer::BaseConsumer = clients.plain().create()?;
+        tokio::task::block_in_place(|| topic_partitions(&metadata, &args.raw_topic))?;
+        sink::LineWriter::Kafka {
             producer,
             topic: args.raw_topic.clone(),
         }
     } else {
-        sink::Sink::file(&args.output, args.max_file_bytes).await?
+        sink::LineWriter::file(&args.output, args.max_file_bytes).await?
     };
     let target = if args.kafka {
         args.raw_topic.clone()

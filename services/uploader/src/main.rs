@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use pulsewire_runtime::config::{self, pipeline, KafkaArgs, LogArgs};
-use pulsewire_runtime::kafka::BatchLimits;
 use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::runner::BatchLimits;
 use pulsewire_runtime::shutdown::Shutdown;
 
 /// Writes every reading with its statistics to InfluxDB 2 (measurement =
