@@ -124,14 +124,7 @@ mod tests {
         partition: i32,
         offset: i64,
     ) -> anyhow::Result<Option<Output>> {
-        let record = Record {
-            topic,
-            partition,
-            offset,
-            key: None,
-            payload: Some(payload),
-            timestamp_ms: None,
-        };
+        let record = Record::new(topic, partition, offset, payload);
         let mut out = Vec::new();
         s.record(&record, &mut out)?;
         assert!(out.len() <= 1, "{out:?}");

@@ -279,14 +279,7 @@ mod tests {
             offset: i64,
             out: &mut Vec<Output>,
         ) -> anyhow::Result<()> {
-            let record = Record {
-                topic,
-                partition,
-                offset,
-                key: None,
-                payload: Some(payload),
-                timestamp_ms: None,
-            };
+            let record = Record::new(topic, partition, offset, payload);
             self.record(&record, out)
         }
     }

@@ -42,8 +42,8 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// With a small read-ahead the queue is often full, and librdkafka then waits
 /// `fetch.queue.backoff.ms` (default 1000) before fetching that partition
-/// again: with the bounds alone a drain ran at half speed. A short backoff
-/// refills the queue as soon as the stage has taken a batch from it.
+/// again; a short backoff refills the queue as soon as the stage has taken a
+/// batch from it (measurements: `docs/benchmarks.md`, "History").
 const CONSUMER_MEMORY: [(&str, &str); 4] = [
     ("queued.max.messages.kbytes", "8192"),
     ("queued.min.messages", "20000"),
@@ -385,9 +385,12 @@ pub struct KafkaProducer(ThreadedProducer<DefaultProducerContext>);
 impl KafkaProducer {
     /// Waits (up to [`TXN_TIMEOUT`]) until the broker has acknowledged every
     /// produced record and the producer's thread has taken the reports.
-    /// See `docs/benchmarks.md` (commit latency) for why this beats the
-    /// flush inside `commit_transaction`; records that failed are still
-    /// reported by `commit_transaction`.
+    /// rdkafka's `commit_transaction` waits for outstanding delivery reports
+    /// by polling in 100 ms steps, while the producer's own thread takes the
+    /// reports from under that poll; checking the count in 1 ms steps first
+    /// leaves that flush nothing to wait for (`docs/benchmarks.md`, "A 100 ms
+    /// sleep in every commit"). Records that failed are still reported by
+    /// `commit_transaction`.
     fn await_delivery(&self) {
         let deadline = Instant::now() + TXN_TIMEOUT;
         while self.0.in_flight_count() > 0 && Instant::now() < deadline {

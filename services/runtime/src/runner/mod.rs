@@ -51,6 +51,20 @@ pub struct Record<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
+impl<'a> Record<'a> {
+    /// A record without key or timestamp (tests, tools).
+    pub fn new(topic: &'a str, partition: i32, offset: i64, payload: &'a [u8]) -> Self {
+        Self {
+            topic,
+            partition,
+            offset,
+            key: None,
+            payload: Some(payload),
+            timestamp_ms: None,
+        }
+    }
+}
+
 /// A message that can be read as a [`Record`] (rdkafka's, or a fake's).
 pub trait AsRecord {
     fn record(&self) -> Record<'_>;
