@@ -315,6 +315,58 @@ mod tests {
         }
     }
 
+    const RETRY: Retry = Retry {
+        max_interval: Duration::from_millis(5),
+    };
+
+    fn strategy<'a>(
+        writer: &'a Fake,
+        broker: &Shared,
+        runtime: &tokio::runtime::Runtime,
+        shutdown: &Shutdown,
+        notifier: &'a Notifier,
+    ) -> WriteThenCommit<'a, Fake, FakeDlq, impl FnMut() -> anyhow::Result<FakeDlq>> {
+        let broker = broker.clone();
+        WriteThenCommit {
+            writer,
+            retry: &RETRY,
+            connect_dlq: move || {
+                Ok(FakeDlq {
+                    broker: broker.clone(),
+                    committed_at_send: Default::default(),
+                })
+            },
+            dlq: None,
+            runtime: runtime.handle().clone(),
+            shutdown: shutdown.clone(),
+            notifier,
+        }
+    }
+
+    fn run_on(
+        broker: &Shared,
+        shutdown: &Shutdown,
+        commit: &mut WriteThenCommit<'_, Fake, FakeDlq, impl FnMut() -> anyhow::Result<FakeDlq>>,
+    ) {
+        let spec = StageSpec {
+            name: "test".into(),
+            input_topic: "in".into(),
+            group_id: "group".into(),
+            limits: BatchLimits {
+                max_records: 10,
+                max_wait: Duration::from_millis(200),
+                max_idle: Duration::from_millis(1),
+            },
+        };
+        let notifier = Notifier::from_env();
+        let env = Env {
+            shutdown,
+            notifier: &notifier,
+        };
+        let connect = || FakeSource::connect(broker);
+        runner::run(&spec, &env, connect, commit, &NoChangelog, &mut ToPoints).unwrap();
+    }
+
     fn stats_json(sensor_id: u64, value: i64) -> &'static str {
         let time = Utc.with_ymd_and_hms(2024, 6, 19, 13, 58, 41).unwrap();
         let record = StatsRecord {
@@ -352,45 +404,8 @@ mod tests {
             ..Fake::default()
         };
         let notifier = Notifier::from_env();
-        let retry = Retry {
-            max_interval: Duration::from_millis(5),
-        };
-        let mut commit = WriteThenCommit {
-            writer: &writer,
-            retry: &retry,
-            connect_dlq: || {
-                Ok(FakeDlq {
-                    broker: broker.clone(),
-                    committed_at_send: Default::default(),
-                })
-            },
-            dlq: None,
-            runtime: runtime.handle().clone(),
-            shutdown: shutdown.clone(),
-            notifier: &notifier,
-        };
-        let spec = StageSpec {
-            name: "test".into(),
-            input_topic: "in".into(),
-            group_id: "group".into(),
-            limits: BatchLimits {
-                max_records: 10,
-                max_wait: Duration::from_millis(200),
-                max_idle: Duration::from_millis(1),
-            },
-        };
-        runner::run(
-            &spec,
-            &Env {
-                shutdown: &shutdown,
-                notifier: &notifier,
-            },
-            || FakeSource::connect(&broker),
-            &mut commit,
-            &NoChangelog,
-            &mut ToPoints,
-        )
-        .unwrap();
+        let mut commit = strategy(&writer, &broker, &runtime, &shutdown, &notifier);
+        run_on(&broker, &shutdown, &mut commit);
 
         let mut accepted = writer.accepted.lock().unwrap().clone();
         accepted.sort();
@@ -421,5 +436,26 @@ mod tests {
         let dlq = commit.dlq.as_ref().unwrap();
         assert_eq!(*dlq.committed_at_send.borrow(), vec![BTreeMap::new(); 2]);
         assert_eq!(b.committed, BTreeMap::from([(0, 2), (1, 2)]));
+    }
+
+    #[test]
+    fn shutdown_while_the_store_fails_leaves_the_batch_uncommitted() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (stop, shutdown) = Shutdown::manual();
+        let broker = Broker::new(&[(0, stats_json(1, 80))], &[0], stop);
+        // The store never answers; the strategy sees shutdown already requested.
+        let writer = Fake {
+            flaky: u32::MAX.into(),
+            ..Fake::default()
+        };
+        let (stop_writes, writes_shutdown) = Shutdown::manual();
+        stop_writes.send(true).unwrap();
+        let notifier = Notifier::from_env();
+        let mut commit = strategy(&writer, &broker, &runtime, &writes_shutdown, &notifier);
+        run_on(&broker, &shutdown, &mut commit);
+        let b = broker.borrow();
+        assert!(writer.accepted.lock().unwrap().is_empty());
+        assert!(b.produced.is_empty(), "nothing to the DLQ");
+        assert!(b.committed.is_empty(), "the batch waits for the next start");
     }
 }
