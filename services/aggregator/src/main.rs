@@ -102,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         name: "pulsewire-aggregator".into(),
         input_topic: args.raw_topic.clone(),
         group_id: args.group_id.clone(),
+        transactional_id: Some(args.transactional_id.clone()),
         limits: BatchLimits {
             max_records: args.batch_size,
             max_wait: Duration::from_millis(args.batch_interval_ms),
@@ -117,14 +118,7 @@ async fn main() -> anyhow::Result<()> {
     // The Kafka loop is synchronous (librdkafka's transactional calls block);
     // it runs on a blocking thread while the runtime serves signals and metrics.
     tokio::task::spawn_blocking(move || {
-        runner::run_transactional(
-            &args.kafka,
-            &stage,
-            &args.transactional_id,
-            &mut transform,
-            &shutdown,
-            &notifier,
-        )
+        runner::run_transactional(&args.kafka, &stage, &mut transform, &shutdown, &notifier)
     })
     .await??;
     tracing::info!("stopped");

@@ -146,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         name: "pulsewire-processor".into(),
         input_topic: args.readings_topic.clone(),
         group_id: args.group_id.clone(),
+        transactional_id: Some(args.transactional_id.clone()),
         limits: BatchLimits {
             max_records: args.batch_size,
             max_wait: Duration::from_millis(args.batch_interval_ms),
@@ -159,14 +160,7 @@ async fn main() -> anyhow::Result<()> {
         "starting"
     );
     tokio::task::spawn_blocking(move || {
-        runner::run_transactional(
-            &args.kafka,
-            &stage,
-            &args.transactional_id,
-            &mut transform,
-            &shutdown,
-            &notifier,
-        )
+        runner::run_transactional(&args.kafka, &stage, &mut transform, &shutdown, &notifier)
     })
     .await??;
     tracing::info!("stopped");

@@ -246,6 +246,7 @@ pub async fn run(
         name: "pulsewire-uploader".into(),
         input_topic: settings.stats_topic.clone(),
         group_id: settings.group_id.clone(),
+        transactional_id: None,
         limits: settings.limits,
     };
     let clients = ClientConfigs::new(&settings.kafka, &spec.name);
@@ -352,6 +353,7 @@ mod tests {
             name: "test".into(),
             input_topic: "in".into(),
             group_id: "group".into(),
+            transactional_id: None,
             limits: BatchLimits {
                 max_records: 10,
                 max_wait: Duration::from_millis(200),

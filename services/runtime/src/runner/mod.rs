@@ -147,6 +147,8 @@ pub struct StageSpec {
     pub name: String,
     pub input_topic: String,
     pub group_id: String,
+    /// The producer's `transactional.id`: for [`run_transactional`] only.
+    pub transactional_id: Option<String>,
     pub limits: BatchLimits,
 }
 
@@ -157,11 +159,15 @@ pub struct StageSpec {
 pub fn run_transactional<T: Transform<Output = Output>>(
     kafka: &KafkaArgs,
     spec: &StageSpec,
-    transactional_id: &str,
     transform: &mut T,
     shutdown: &Shutdown,
     notifier: &Notifier,
 ) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let transactional_id = spec
+        .transactional_id
+        .as_deref()
+        .context("a transactional stage needs a transactional id")?;
     let clients = client::ClientConfigs::new(kafka, &spec.name);
     tracing::info!(transactional_id, "transactional stage");
     let mut commit = txn::Transactional::new(

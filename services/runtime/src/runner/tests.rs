@@ -87,6 +87,7 @@ fn spec(max_records: usize) -> StageSpec {
         name: "test".into(),
         input_topic: fake::INPUT.into(),
         group_id: "group".into(),
+        transactional_id: None,
         limits: BatchLimits {
             max_records,
             max_wait: Duration::from_millis(200),
