@@ -180,7 +180,7 @@ thread_local! {
     static PASS_COMPRESSION: std::cell::RefCell<String> = std::cell::RefCell::new("none".into());
 }
 
-/// The stages' producer settings (services/runtime/src/kafka.rs): acks=all, idempotence,
+/// The stages' producer settings (services/runtime/src/runner/client.rs): acks=all, idempotence,
 /// linger.ms=5, and (for the passthrough) the same compression. The fillers stay
 /// uncompressed, like Kafka Connect's default producer.
 fn producer_config(brokers: &str) -> ClientConfig {
@@ -225,7 +225,7 @@ fn passthrough(
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        // The stages' consumer read-ahead (services/runtime/src/kafka.rs): with librdkafka's
+        // The stages' consumer read-ahead (services/runtime/src/runner/client.rs): with librdkafka's
         // default fetch.queue.backoff.ms (1 s after a full queue) the passthrough drained
         // slower than the stages it is meant to bound.
         .set("queued.max.messages.kbytes", "8192")

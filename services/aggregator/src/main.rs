@@ -5,7 +5,7 @@
 //! by its sensor id to the readings topic, and each rejected line to the DLQ
 //! with its reason and source position. Exactly once: outputs and input
 //! offsets are committed in one Kafka transaction (see
-//! [`pulsewire_runtime::kafka`]). This file is only flags and wiring; the
+//! [`pulsewire_runtime::runner`]). This file is only flags and wiring; the
 //! per-record logic is in [`stage`].
 
 mod stage;
@@ -16,8 +16,8 @@ use clap::Parser as _;
 use pulsewire_runtime::config::{
     self, de, ConsumerSettings, Layers, ParseLimits, Stage, TxnFlags, TxnSettings,
 };
-use pulsewire_runtime::kafka::{self, TxnStage};
 use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::runner::{self, StageSpec};
 use pulsewire_runtime::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
 
@@ -94,11 +94,11 @@ async fn main() -> anyhow::Result<()> {
         settings.readings_topic.clone(),
         settings.dlq_topic.clone(),
     );
-    let stage = TxnStage {
+    let stage = StageSpec {
         name: "pulsewire-aggregator".into(),
         input_topic: settings.raw_topic.clone(),
         group_id: consumer.group_id.clone(),
-        transactional_id: txn.transactional_id.clone(),
+        transactional_id: Some(txn.transactional_id.clone()),
         limits: consumer.limits(),
     };
     tracing::info!(
@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
     // The Kafka loop is synchronous (librdkafka's transactional calls block);
     // it runs on a blocking thread while the runtime serves signals and metrics.
     tokio::task::spawn_blocking(move || {
-        kafka::run_transactional(&common.kafka, &stage, &mut transform, &shutdown, &notifier)
+        runner::run_transactional(&common.kafka, &stage, &mut transform, &shutdown, &notifier)
     })
     .await??;
     tracing::info!("stopped");

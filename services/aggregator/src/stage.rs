@@ -1,5 +1,5 @@
 //! What the aggregator does with one raw record, as a [`Transform`] of the
-//! transactional loop: parse, then route to the readings topic or the DLQ.
+//! runner: parse, then route to the readings topic or the DLQ.
 //!
 //! Metrics are held back until the batch's transaction commits, so an aborted
 //! and replayed batch is not counted twice.
@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use pulsewire_model::dlq::DlqRecord;
 use pulsewire_model::parse::Parser;
 use pulsewire_model::reading::Reading;
-use pulsewire_runtime::kafka::{Output, Transform};
 use pulsewire_runtime::metrics as m;
-use rdkafka::message::{BorrowedMessage, Message};
+use pulsewire_runtime::runner::{Output, Record, Transform};
 
 pub const STAGE: &str = "aggregator";
 
@@ -39,40 +38,6 @@ impl Aggregate {
             pending: Pending::default(),
         }
     }
-
-    /// The routing decision for one payload read at `topic/partition/offset`.
-    /// Pure, so the tests can check it without Kafka.
-    pub fn route(
-        &mut self,
-        payload: &[u8],
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) -> anyhow::Result<Option<Output>> {
-        match self.parser.parse(payload) {
-            Ok(Some(reading)) => {
-                self.pending.readings += 1;
-                Ok(Some(reading_output(&self.readings_topic, &reading)?))
-            }
-            Ok(None) => {
-                self.pending.skipped += 1;
-                Ok(None)
-            }
-            Err(rejection) => {
-                let code = rejection.reason_code();
-                *self.pending.rejected.entry(code).or_default() += 1;
-                tracing::info!(topic, partition, offset, reason = %rejection, code, "line rejected");
-                let record =
-                    DlqRecord::rejected(STAGE, &rejection, payload, topic, partition, offset);
-                Ok(Some(Output {
-                    topic: self.dlq_topic.clone(),
-                    partition: None,
-                    key: None,
-                    payload: serde_json::to_vec(&record)?,
-                }))
-            }
-        }
-    }
 }
 
 /// A reading on the readings topic: keyed by sensor id, so every reading of
@@ -87,11 +52,37 @@ pub fn reading_output(topic: &str, reading: &Reading) -> anyhow::Result<Output> 
 }
 
 impl Transform for Aggregate {
-    fn record(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<Output>) -> anyhow::Result<()> {
+    type Output = Output;
+
+    /// The routing decision for one raw record.
+    fn record(&mut self, record: &Record<'_>, out: &mut Vec<Output>) -> anyhow::Result<()> {
         // A null value (tombstone) is an empty line: skipped by the parser.
-        let payload = msg.payload().unwrap_or_default();
-        if let Some(output) = self.route(payload, msg.topic(), msg.partition(), msg.offset())? {
-            out.push(output);
+        let payload = record.payload.unwrap_or_default();
+        match self.parser.parse(payload) {
+            Ok(Some(reading)) => {
+                self.pending.readings += 1;
+                out.push(reading_output(&self.readings_topic, &reading)?);
+            }
+            Ok(None) => self.pending.skipped += 1,
+            Err(rejection) => {
+                let code = rejection.reason_code();
+                *self.pending.rejected.entry(code).or_default() += 1;
+                let Record {
+                    topic,
+                    partition,
+                    offset,
+                    ..
+                } = *record;
+                tracing::info!(topic, partition, offset, reason = %rejection, code, "line rejected");
+                let record =
+                    DlqRecord::rejected(STAGE, &rejection, payload, topic, partition, offset);
+                out.push(Output {
+                    topic: self.dlq_topic.clone(),
+                    partition: None,
+                    key: None,
+                    payload: serde_json::to_vec(&record)?,
+                });
+            }
         }
         Ok(())
     }
@@ -109,10 +100,9 @@ impl Transform for Aggregate {
         metrics::counter!(m::DLQ).increment(dlq);
     }
 
-    fn reset(&mut self, _partitions: &[i32]) -> anyhow::Result<()> {
+    fn reset(&mut self) {
         // Stateless: only the uncommitted batch's counts are forgotten.
         self.pending = Pending::default();
-        Ok(())
     }
 }
 
@@ -126,27 +116,47 @@ mod tests {
         Aggregate::new(parser, "readings".into(), "dlq".into())
     }
 
+    /// The output of one record read at `topic/partition/offset`, if any.
+    fn route(
+        s: &mut Aggregate,
+        payload: &[u8],
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> anyhow::Result<Option<Output>> {
+        let record = Record::new(topic, partition, offset, payload);
+        let mut out = Vec::new();
+        s.record(&record, &mut out)?;
+        assert!(out.len() <= 1, "{out:?}");
+        Ok(out.pop())
+    }
+
     #[test]
     fn valid_line_becomes_a_reading_keyed_by_sensor() {
         let mut s = stage();
-        let out = s
-            .route(b"7,heart_rate,2024-06-19 13:58:37.074766,80", "raw", 2, 41)
-            .unwrap()
-            .unwrap();
+        let out = route(
+            &mut s,
+            b"7,heart_rate,2024-06-19 13:58:37.074766,80",
+            "raw",
+            2,
+            41,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(out.topic, "readings");
         assert_eq!(out.key.as_deref(), Some(&b"7"[..]));
         let reading: Reading = serde_json::from_slice(&out.payload).unwrap();
         assert_eq!((reading.sensor_id, reading.value), (7, 80));
         // A JSON-encoded string (Connect's JsonConverter) is the same reading.
-        let json = s
-            .route(
-                br#""7,heart_rate,2024-06-19 13:58:37.074766,80""#,
-                "raw",
-                2,
-                42,
-            )
-            .unwrap()
-            .unwrap();
+        let json = route(
+            &mut s,
+            br#""7,heart_rate,2024-06-19 13:58:37.074766,80""#,
+            "raw",
+            2,
+            42,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(json.payload, out.payload);
         assert_eq!(s.pending.readings, 2);
     }
@@ -154,8 +164,7 @@ mod tests {
     #[test]
     fn rejected_line_goes_to_dlq_with_its_position() {
         let mut s = stage();
-        let out = s
-            .route(b"7,heart_rate,2024-06-19 13:58:37,999", "raw", 1, 9)
+        let out = route(&mut s, b"7,heart_rate,2024-06-19 13:58:37,999", "raw", 1, 9)
             .unwrap()
             .unwrap();
         assert_eq!((out.topic.as_str(), out.key.as_ref()), ("dlq", None));
@@ -173,13 +182,14 @@ mod tests {
     #[test]
     fn blank_and_header_lines_are_only_counted() {
         let mut s = stage();
-        assert!(s.route(b"", "raw", 0, 0).unwrap().is_none());
-        assert!(s
-            .route(b"sensor_id,kind,timestamp,value", "raw", 0, 1)
-            .unwrap()
-            .is_none());
+        assert!(route(&mut s, b"", "raw", 0, 0).unwrap().is_none());
+        assert!(
+            route(&mut s, b"sensor_id,kind,timestamp,value", "raw", 0, 1)
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(s.pending.skipped, 2);
-        s.reset(&[0]).unwrap();
+        s.reset();
         assert_eq!(s.pending, Pending::default());
     }
 }

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use clap::Parser as _;
 use pulsewire_runtime::config::{self, de, ConsumerSettings, Layers, Stage, TxnFlags, TxnSettings};
-use pulsewire_runtime::kafka::{self, TxnStage};
 use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::runner::{self, StageSpec};
 use pulsewire_runtime::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,11 @@ struct Args {
     /// reading older than all of a full window is refused as late (to the DLQ).
     #[arg(long, value_name = "N", value_parser = config::parse_positive)]
     dedup_window: Option<usize>,
+
+    /// The most (sensor, kind)s to keep state for; readings of any other go
+    /// to the DLQ as state_full.
+    #[arg(long, value_name = "N", value_parser = config::parse_positive)]
+    max_states: Option<usize>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -88,6 +93,8 @@ struct Settings {
     dlq_topic: String,
     #[serde(deserialize_with = "de::positive")]
     dedup_window: usize,
+    #[serde(deserialize_with = "de::positive")]
+    max_states: usize,
 }
 
 #[tokio::main]
@@ -117,15 +124,13 @@ async fn main() -> anyhow::Result<()> {
             dlq: settings.dlq_topic.clone(),
         },
         settings.dedup_window,
-        common.kafka.clone(),
-        shutdown.clone(),
-        notifier.clone(),
+        settings.max_states,
     );
-    let stage = TxnStage {
+    let stage = StageSpec {
         name: "pulsewire-processor".into(),
         input_topic: settings.readings_topic.clone(),
         group_id: consumer.group_id.clone(),
-        transactional_id: txn.transactional_id.clone(),
+        transactional_id: Some(txn.transactional_id.clone()),
         limits: consumer.limits(),
     };
     tracing::info!(
@@ -135,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         "starting"
     );
     tokio::task::spawn_blocking(move || {
-        kafka::run_transactional(&common.kafka, &stage, &mut transform, &shutdown, &notifier)
+        runner::run_transactional(&common.kafka, &stage, &mut transform, &shutdown, &notifier)
     })
     .await??;
     tracing::info!("stopped");

@@ -1,5 +1,5 @@
 //! What the processor does with one reading, as a [`Transform`] of the
-//! transactional loop, and how its state is kept in the changelog.
+//! runner, and how its state is kept in the changelog.
 //!
 //! State and changelog stay in step because they change together:
 //! - each counted reading updates the in-memory [`StateTable`] and marks its
@@ -8,9 +8,9 @@
 //!   the compacted state topic, in the same transaction as the stats records
 //!   and the input offsets;
 //! - if the transaction aborts, or the assignment changes, the table is
-//!   dropped and rebuilt from the changelog for the partitions now owned
-//!   ([`Transform::reset`]), which by construction equals the state after the
-//!   last committed batch.
+//!   dropped ([`Transform::reset`]) and the runner rebuilds it from the
+//!   changelog for the partitions now owned ([`Transform::restore`]), which
+//!   by construction equals the state after the last committed batch.
 //!
 //! Co-partitioning: a state record goes to the changelog partition with the
 //! same number as the readings partition its reading came from. Readings are
@@ -19,19 +19,13 @@
 //! exactly reading changelog partition N.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context as _;
 use pulsewire_model::dlq::DlqRecord;
 use pulsewire_model::reading::{Reading, StatsRecord};
 use pulsewire_model::state::{Applied, SensorState, StateTable};
-use pulsewire_runtime::config::KafkaArgs;
-use pulsewire_runtime::kafka::{self, Output, Transform};
 use pulsewire_runtime::metrics as m;
-use pulsewire_runtime::notify::Notifier;
-use pulsewire_runtime::shutdown::Shutdown;
-use rdkafka::message::{BorrowedMessage, Message};
+use pulsewire_runtime::runner::{Output, Record, Transform};
 
 pub const STAGE: &str = "processor";
 
@@ -104,44 +98,58 @@ pub struct Pending {
 pub struct Process {
     table: StateTable,
     dedup_window: usize,
+    max_states: usize,
     dirty: Dirty,
     pending: Pending,
     topics: Topics,
-    kafka: KafkaArgs,
-    shutdown: Shutdown,
-    notifier: Arc<Notifier>,
 }
 
 impl Process {
-    pub fn new(
-        topics: Topics,
-        dedup_window: usize,
-        kafka: KafkaArgs,
-        shutdown: Shutdown,
-        notifier: Arc<Notifier>,
-    ) -> Self {
+    /// A stage remembering `dedup_window` event times per (sensor, kind), for
+    /// at most `max_states` of them (pipeline.toml's `[services.processor]`).
+    pub fn new(topics: Topics, dedup_window: usize, max_states: usize) -> Self {
         Self {
-            table: StateTable::new(dedup_window),
+            table: StateTable::new(dedup_window).with_max_states(max_states),
             dedup_window,
+            max_states,
             dirty: Dirty::default(),
             pending: Pending::default(),
             topics,
-            kafka,
-            shutdown,
-            notifier,
         }
     }
 
-    /// One readings record at `topic/partition/offset` → the outputs to
-    /// produce. Pure apart from the table, so the tests run it without Kafka.
-    pub fn route(
-        &mut self,
-        payload: &[u8],
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        out: &mut Vec<Output>,
-    ) -> anyhow::Result<()> {
+    fn dlq(&self, record: &DlqRecord) -> anyhow::Result<Output> {
+        Ok(Output {
+            topic: self.topics.dlq.clone(),
+            partition: None,
+            key: None,
+            payload: serde_json::to_vec(record)?,
+        })
+    }
+
+    #[cfg(test)]
+    fn table(&self) -> &StateTable {
+        &self.table
+    }
+}
+
+impl Transform for Process {
+    type Output = Output;
+
+    fn changelog(&self) -> Option<&str> {
+        Some(&self.topics.state)
+    }
+
+    /// One readings record → the outputs to produce. Pure apart from the
+    /// table, so the tests run it without Kafka.
+    fn record(&mut self, record: &Record<'_>, out: &mut Vec<Output>) -> anyhow::Result<()> {
+        let Record {
+            topic,
+            partition,
+            offset,
+            ..
+        } = *record;
+        let payload = record.payload.unwrap_or_default();
         let reading: Reading = match serde_json::from_slice(payload) {
             Ok(reading) => reading,
             Err(err) => {
@@ -210,44 +218,39 @@ impl Process {
         Ok(())
     }
 
-    fn dlq(&self, record: &DlqRecord) -> anyhow::Result<Output> {
-        Ok(Output {
-            topic: self.topics.dlq.clone(),
-            partition: None,
-            key: None,
-            payload: serde_json::to_vec(record)?,
-        })
-    }
-
-    /// Replaces the table with the changelog's state of `partitions`.
-    fn restore(&mut self, partitions: &[i32]) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let mut table = StateTable::new(self.dedup_window);
-        let records = kafka::read_to_end(
-            &self.kafka,
-            "pulsewire-processor",
-            &self.topics.state,
-            partitions,
-            &self.shutdown,
-            &self.notifier,
-            |msg| restore_record(&mut table, msg.key(), msg.payload()),
-        )?;
-        self.table = table;
-        metrics::histogram!(m::RESTORE_SECONDS).record(started.elapsed().as_secs_f64());
-        metrics::gauge!(m::STATE_KEYS).set(self.table.len() as f64);
-        tracing::info!(
-            ?partitions,
-            records,
-            keys = self.table.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "state restored from changelog"
-        );
+    fn end_batch(&mut self, out: &mut Vec<Output>) -> anyhow::Result<()> {
+        out.extend(self.dirty.changelog(&self.table, &self.topics.state)?);
         Ok(())
     }
 
-    #[cfg(test)]
-    fn table(&self) -> &StateTable {
-        &self.table
+    fn committed(&mut self) {
+        self.dirty.clear();
+        let pending = std::mem::take(&mut self.pending);
+        metrics::counter!(m::RECORDS_OUT, "topic" => self.topics.stats.clone())
+            .increment(pending.counted);
+        metrics::counter!(m::DUPLICATES).increment(pending.duplicates);
+        metrics::counter!(m::REJECTED, "reason" => "late").increment(pending.late);
+        metrics::counter!(m::REJECTED, "reason" => "conflict").increment(pending.conflicts);
+        metrics::counter!(m::REJECTED, "reason" => "state_full").increment(pending.full);
+        metrics::counter!(m::REJECTED, "reason" => "bad_reading").increment(pending.unreadable);
+        metrics::counter!(m::DLQ)
+            .increment(pending.late + pending.conflicts + pending.full + pending.unreadable);
+        metrics::gauge!(m::STATE_KEYS).set(self.table.len() as f64);
+    }
+
+    fn reset(&mut self) {
+        self.dirty.clear();
+        self.pending = Pending::default();
+        self.table = StateTable::new(self.dedup_window).with_max_states(self.max_states);
+    }
+
+    fn restore(&mut self, record: &Record<'_>) -> anyhow::Result<()> {
+        restore_record(&mut self.table, record.key, record.payload)
+    }
+
+    fn restored(&mut self, partitions: &[i32]) {
+        metrics::gauge!(m::STATE_KEYS).set(self.table.len() as f64);
+        tracing::info!(?partitions, keys = self.table.len(), "state keys restored");
     }
 }
 
@@ -276,61 +279,33 @@ pub fn restore_record(
     Ok(())
 }
 
-impl Transform for Process {
-    fn record(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<Output>) -> anyhow::Result<()> {
-        self.route(
-            msg.payload().unwrap_or_default(),
-            msg.topic(),
-            msg.partition(),
-            msg.offset(),
-            out,
-        )
-    }
-
-    fn end_batch(&mut self, out: &mut Vec<Output>) -> anyhow::Result<()> {
-        out.extend(self.dirty.changelog(&self.table, &self.topics.state)?);
-        Ok(())
-    }
-
-    fn committed(&mut self) {
-        self.dirty.clear();
-        let pending = std::mem::take(&mut self.pending);
-        metrics::counter!(m::RECORDS_OUT, "topic" => self.topics.stats.clone())
-            .increment(pending.counted);
-        metrics::counter!(m::DUPLICATES).increment(pending.duplicates);
-        metrics::counter!(m::REJECTED, "reason" => "late").increment(pending.late);
-        metrics::counter!(m::REJECTED, "reason" => "conflict").increment(pending.conflicts);
-        metrics::counter!(m::REJECTED, "reason" => "state_full").increment(pending.full);
-        metrics::counter!(m::REJECTED, "reason" => "bad_reading").increment(pending.unreadable);
-        metrics::counter!(m::DLQ)
-            .increment(pending.late + pending.conflicts + pending.full + pending.unreadable);
-        metrics::gauge!(m::STATE_KEYS).set(self.table.len() as f64);
-    }
-
-    fn reset(&mut self, partitions: &[i32]) -> anyhow::Result<()> {
-        self.dirty.clear();
-        self.pending = Pending::default();
-        self.restore(partitions)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
 
+    impl Process {
+        /// One readings record at `topic/partition/offset`.
+        fn route(
+            &mut self,
+            payload: &[u8],
+            topic: &str,
+            partition: i32,
+            offset: i64,
+            out: &mut Vec<Output>,
+        ) -> anyhow::Result<()> {
+            let record = Record::new(topic, partition, offset, payload);
+            self.record(&record, out)
+        }
+    }
+
     fn process() -> Process {
-        let kafka = KafkaArgs {
-            bootstrap_servers: "127.0.0.1:1".into(),
-            properties: vec![],
-        };
-        let (_tx, shutdown) = Shutdown::manual();
         let topics = Topics {
             stats: "stats".into(),
             state: "state".into(),
             dlq: "dlq".into(),
         };
-        Process::new(topics, 4, kafka, shutdown, Arc::new(Notifier::from_env()))
+        Process::new(topics, 4, 100)
     }
 
     fn reading(sensor: u64, second: u32, value: i64) -> Vec<u8> {

@@ -4,16 +4,16 @@
 //! # Layout
 //! - [`config`]: the provisioning defaults (`pipeline.toml`) and the flags
 //!   every stage shares.
-//! - [`kafka`]: Kafka clients and the transactional
-//!   consume-transform-produce runner.
+//! - [`runner`]: the Kafka runner: clients, batches, commit strategies,
+//!   changelog restore and session supervision.
 //! - [`telemetry`]: logging to journald or stderr.
 //! - [`metrics`]: the Prometheus endpoint and the metric names.
 //! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`shutdown`]: SIGTERM/SIGINT as a small watch type.
 
 pub mod config;
-pub mod kafka;
 pub mod metrics;
 pub mod notify;
+pub mod runner;
 pub mod shutdown;
 pub mod telemetry;

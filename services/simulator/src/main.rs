@@ -18,6 +18,7 @@ use clap::Parser as _;
 use pulsewire_runtime::config::{self, de, Layers, Stage, StageFlags};
 use pulsewire_runtime::metrics as m;
 use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::runner::client::{topic_partitions, ClientConfigs};
 use pulsewire_runtime::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt as _;
@@ -246,20 +247,17 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let mut sink = if args.run.kafka {
-        let producer =
-            pulsewire_runtime::kafka::idempotent_producer(&common.kafka, "pulsewire-simulator")?;
+        let clients = ClientConfigs::new(&common.kafka, "pulsewire-simulator");
+        let producer = clients.idempotent_producer()?;
         // Readiness for --kafka: the brokers answer for the raw topic.
-        let metadata: rdkafka::consumer::BaseConsumer =
-            pulsewire_runtime::kafka::base_config(&common.kafka, "pulsewire-simulator").create()?;
-        tokio::task::block_in_place(|| {
-            pulsewire_runtime::kafka::topic_partitions(&metadata, &own.raw_topic)
-        })?;
-        sink::Sink::Kafka {
+        let metadata: rdkafka::consumer::BaseConsumer = clients.plain().create()?;
+        tokio::task::block_in_place(|| topic_partitions(&metadata, &own.raw_topic))?;
+        sink::LineWriter::Kafka {
             producer,
             topic: own.raw_topic.clone(),
         }
     } else {
-        sink::Sink::file(&own.output, args.run.max_file_bytes).await?
+        sink::LineWriter::file(&own.output, args.run.max_file_bytes).await?
     };
     let target = if args.run.kafka {
         own.raw_topic.clone()

@@ -43,7 +43,9 @@ pub struct Full {
     pub max: u64,
 }
 
-pub enum Sink {
+/// Where the simulator appends its lines: the file Connect reads, or the
+/// raw topic directly.
+pub enum LineWriter {
     File {
         file: tokio::io::BufWriter<tokio::fs::File>,
         path: PathBuf,
@@ -59,7 +61,7 @@ pub enum Sink {
     },
 }
 
-impl Sink {
+impl LineWriter {
     /// Opens `path` for appending (creating it), checking the size limit.
     pub async fn file(path: &Path, max: u64) -> anyhow::Result<Self> {
         let file = tokio::fs::OpenOptions::new()
@@ -175,7 +177,7 @@ mod tests {
     async fn appends_and_refuses_past_the_limit() {
         let path = std::env::temp_dir().join(format!("pw-sim-{}.csv", std::process::id()));
         std::fs::write(&path, "old\n").unwrap();
-        let mut sink = Sink::file(&path, 12).await.unwrap();
+        let mut sink = LineWriter::file(&path, 12).await.unwrap();
         sink.write_batch(&["abc\n".into()]).await.unwrap();
         let err = sink.write_batch(&["defgh\n".into()]).await.unwrap_err();
         assert!(err.to_string().contains("--max-file-bytes 12"), "{err}");
@@ -195,7 +197,7 @@ mod tests {
             "1,heart_rate,2024-06-19 13:58:37,80\n2,heart_rate,2024-06",
         )
         .unwrap();
-        let mut sink = Sink::file(&path, 0).await.unwrap();
+        let mut sink = LineWriter::file(&path, 0).await.unwrap();
         sink.write_batch(&["3,heart_rate,2024-06-19 13:58:38,70\n".into()])
             .await
             .unwrap();

@@ -79,7 +79,7 @@ impl Retry {
 
 /// Something that writes a slice of points: the real client, or a fake in
 /// the tests.
-pub trait Sink {
+pub trait PointWriter {
     fn write(&self, points: Vec<DataPoint>) -> impl Future<Output = Option<Failure>> + Send;
 }
 
@@ -90,7 +90,7 @@ pub struct Influx {
     pub timeout: Duration,
 }
 
-impl Sink for Influx {
+impl PointWriter for Influx {
     async fn write(&self, points: Vec<DataPoint>) -> Option<Failure> {
         let write = self.client.write_with_precision(
             &self.bucket,
@@ -111,13 +111,13 @@ impl Sink for Influx {
 /// Writes `points`, retrying transient failures. `Err` carries the
 /// server's message when it refused the data.
 async fn write_retrying(
-    sink: &impl Sink,
+    writer: &impl PointWriter,
     points: &[DataPoint],
     retry: &Retry,
 ) -> Result<(), String> {
     use backon::Retryable as _;
     let op = || async {
-        match sink.write(points.to_vec()).await {
+        match writer.write(points.to_vec()).await {
             None => Ok(()),
             Some(failure) => Err(failure),
         }
@@ -144,7 +144,7 @@ async fn write_retrying(
 /// each with its message. Returns only when every point is written or
 /// refused (transient failures are retried without end).
 pub async fn write_all(
-    sink: &impl Sink,
+    writer: &impl PointWriter,
     points: &[DataPoint],
     retry: &Retry,
 ) -> Vec<(usize, String)> {
@@ -155,7 +155,7 @@ pub async fn write_all(
         if range.is_empty() {
             continue;
         }
-        if let Err(msg) = write_retrying(sink, &points[range.clone()], retry).await {
+        if let Err(msg) = write_retrying(writer, &points[range.clone()], retry).await {
             if range.len() == 1 {
                 refused.push((range.start, msg));
             } else {
@@ -172,7 +172,7 @@ pub async fn write_all(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Mutex;
 
@@ -218,10 +218,11 @@ mod tests {
 
     /// Refuses any write containing a point with `value` 999, fails the
     /// first `flaky` writes with a 503, and records what it accepted.
-    struct Fake {
-        flaky: Mutex<u32>,
-        accepted: Mutex<Vec<i64>>,
-        calls: Mutex<u32>,
+    #[derive(Default)]
+    pub(crate) struct Fake {
+        pub(crate) flaky: Mutex<u32>,
+        pub(crate) accepted: Mutex<Vec<i64>>,
+        pub(crate) calls: Mutex<u32>,
     }
 
     fn value_of(p: &DataPoint) -> i64 {
@@ -230,7 +231,7 @@ mod tests {
         v[..v.find('i').unwrap()].parse().unwrap()
     }
 
-    impl Sink for Fake {
+    impl PointWriter for Fake {
         async fn write(&self, points: Vec<DataPoint>) -> Option<Failure> {
             *self.calls.lock().unwrap() += 1;
             let mut flaky = self.flaky.lock().unwrap();

@@ -1,29 +1,32 @@
-//! The uploader's loop: stats records from Kafka → InfluxDB, offsets after.
+//! The uploader on the Kafka runner: stats records → InfluxDB, offsets after.
 //!
-//! At-least-once into an idempotent sink: a batch's consumer offsets are
-//! committed (synchronously) only after InfluxDB acknowledged every point of
-//! it and refused points are safely in the DLQ. A crash anywhere before that
-//! replays the batch, and replayed points overwrite themselves (see
-//! [`crate::point`]), so every reading ends up in InfluxDB exactly once. The
-//! consumer reads `read_committed`, so it never sees stats of an aborted
-//! processor transaction.
+//! Write-then-commit into an idempotent sink (see `docs/delivery.md`): a
+//! batch's consumer offsets are committed (synchronously) only after
+//! InfluxDB acknowledged every point of it and refused points are safely in
+//! the DLQ. A crash anywhere before that replays the batch, and replayed
+//! points overwrite themselves (see [`crate::point`]).
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use influxdb2::models::DataPoint;
 use pulsewire_model::dlq::DlqRecord;
 use pulsewire_model::reading::StatsRecord;
 use pulsewire_runtime::config::KafkaArgs;
-use pulsewire_runtime::kafka::{self, BatchLimits, Collected};
 use pulsewire_runtime::metrics as m;
 use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::runner::batch::Batch;
+use pulsewire_runtime::runner::client::ClientConfigs;
+use pulsewire_runtime::runner::restore::NoChangelog;
+use pulsewire_runtime::runner::{
+    self, BatchLimits, Commit, Committed, Env, Record, Source, StageSpec, Transform,
+};
 use pulsewire_runtime::shutdown::Shutdown;
-use rdkafka::consumer::{CommitMode, Consumer as _};
-use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::influx::{self, Influx, Retry};
+use crate::influx::{self, Influx, PointWriter, Retry};
 use crate::point;
 
 pub const STAGE: &str = "uploader";
@@ -37,141 +40,143 @@ pub struct Settings {
     pub retry: Retry,
 }
 
-/// One consumed record, owned, so it outlives the poll.
-struct Item {
+/// One consumed record, owned, with its point or why it has none.
+#[derive(Debug)]
+pub struct Item {
     topic: String,
     partition: i32,
     offset: i64,
     payload: Vec<u8>,
+    point: Result<DataPoint, String>,
 }
 
-/// Runs until shutdown; rebuilds the Kafka clients after errors.
-pub async fn run(
-    settings: &Settings,
-    influx: &Influx,
-    mut shutdown: Shutdown,
-    notifier: Arc<Notifier>,
-) -> anyhow::Result<()> {
-    let mut pause = kafka::session_pauses();
-    let mut ready = false;
-    loop {
-        let started = Instant::now();
-        let result = session(settings, influx, &shutdown, &notifier, &mut ready).await;
-        if started.elapsed() > Duration::from_secs(60) {
-            pause = kafka::session_pauses();
-        }
-        match result {
-            Ok(()) => break,
-            Err(err) if shutdown.is_shutdown() => {
-                tracing::info!(error = format!("{err:#}"), "stopped during shutdown");
-                break;
-            }
-            Err(err) => {
-                metrics::counter!(m::ERRORS, "kind" => "session").increment(1);
-                let wait = pause.next().unwrap_or(kafka::SESSION_PAUSE_MAX);
-                tracing::error!(
-                    error = format!("{err:#}"),
-                    retry_in_ms = wait.as_millis() as u64,
-                    "Kafka session failed; rebuilding clients"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.recv() => break,
-                }
-            }
-        }
+/// The uploader's stage: each stats record becomes a point.
+#[derive(Debug, Default)]
+pub struct ToPoints;
+
+impl Transform for ToPoints {
+    type Output = Item;
+
+    fn record(&mut self, record: &Record<'_>, out: &mut Vec<Item>) -> anyhow::Result<()> {
+        let payload = record.payload.unwrap_or_default();
+        let point = serde_json::from_slice::<StatsRecord>(payload)
+            .context("unreadable stats record")
+            .and_then(|r| point::point(&r))
+            .map_err(|err| format!("{err:#}"));
+        out.push(Item {
+            topic: record.topic.to_string(),
+            partition: record.partition,
+            offset: record.offset,
+            payload: payload.to_vec(),
+            point,
+        });
+        Ok(())
     }
-    notifier.stopping();
-    Ok(())
+
+    fn committed(&mut self) {}
+
+    fn reset(&mut self) {}
 }
 
-async fn session(
-    settings: &Settings,
-    influx: &Influx,
-    shutdown: &Shutdown,
-    notifier: &Notifier,
-    ready: &mut bool,
-) -> anyhow::Result<()> {
-    let consumer = kafka::read_committed_consumer(
-        &settings.kafka,
-        "pulsewire-uploader",
-        &settings.group_id,
-        &settings.stats_topic,
-    )?;
-    let dlq: FutureProducer = kafka::idempotent_producer(&settings.kafka, "pulsewire-uploader")?;
-    tokio::task::block_in_place(|| kafka::topic_partitions(&consumer, &settings.stats_topic))?;
-    tracing::info!(
-        topic = settings.stats_topic,
-        group = settings.group_id,
-        "connected; waiting for partitions"
-    );
-    let mut shutdown_rx = shutdown.clone();
-    while !shutdown.is_shutdown() {
-        notifier.watchdog();
-        if !*ready && consumer.context().generation() > 0 {
-            notifier.ready(&format!("consuming {}", settings.stats_topic));
-            *ready = true;
-        }
-        let mut items = Vec::new();
-        let collected = tokio::task::block_in_place(|| {
-            kafka::collect_batch(&consumer, settings.limits, shutdown, notifier, |msg| {
-                items.push(Item {
-                    topic: msg.topic().to_string(),
-                    partition: msg.partition(),
-                    offset: msg.offset(),
-                    payload: msg.payload().unwrap_or_default().to_vec(),
-                });
-                Ok(())
-            })
-        })?;
-        let batch = match collected {
-            // Dropped uncommitted: the partitions restart at their committed offsets.
-            Collected::Rebalanced => continue,
-            Collected::Batch(batch) if batch.records == 0 => continue,
-            Collected::Batch(batch) => batch,
-        };
+/// Where records that cannot be written go.
+pub trait DeadLetters {
+    fn send(&self, payload: Vec<u8>) -> impl Future<Output = anyhow::Result<()>>;
+}
 
+/// The DLQ topic, through an idempotent producer.
+pub struct DlqTopic {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl DeadLetters for DlqTopic {
+    async fn send(&self, payload: Vec<u8>) -> anyhow::Result<()> {
+        self.producer
+            .send(
+                FutureRecord::<(), _>::to(&self.topic).payload(&payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(err, _)| err)
+            .context("producing to the DLQ")
+    }
+}
+
+/// Write-then-commit: points to the store, the rest to the DLQ, then the
+/// offsets. `connect_dlq` builds the DLQ producer of each session.
+pub struct WriteThenCommit<'a, W, D, F> {
+    pub writer: &'a W,
+    pub retry: &'a Retry,
+    pub connect_dlq: F,
+    pub dlq: Option<D>,
+    pub runtime: tokio::runtime::Handle,
+    pub shutdown: Shutdown,
+    pub notifier: &'a Notifier,
+}
+
+impl<W: PointWriter, D: DeadLetters, F: FnMut() -> anyhow::Result<D>> WriteThenCommit<'_, W, D, F> {
+    /// Writes the points of `items`; returns each item that could not be
+    /// written with the reason, or `None` on shutdown while the store fails.
+    async fn write(&self, items: &[Item]) -> Option<Vec<(usize, String)>> {
         let mut points = Vec::with_capacity(items.len());
         let mut point_items = Vec::with_capacity(items.len());
         let mut dead = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            match serde_json::from_slice::<StatsRecord>(&item.payload)
-                .context("unreadable stats record")
-                .and_then(|r| point::point(&r))
-            {
+            match &item.point {
                 Ok(p) => {
-                    points.push(p);
+                    points.push(p.clone());
                     point_items.push(i);
                 }
-                Err(err) => dead.push((i, format!("{err:#}"))),
+                Err(reason) => dead.push((i, reason.clone())),
             }
         }
-
-        let started = Instant::now();
-        let write = influx::write_all(influx, &points, &settings.retry);
+        let write = influx::write_all(self.writer, &points, self.retry);
         tokio::pin!(write);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut shutdown = self.shutdown.clone();
         let refused = loop {
             tokio::select! {
                 refused = &mut write => break refused,
                 // Writes are bounded by a per-attempt timeout, so this loop
                 // is making progress while it waits; keep systemd informed.
-                _ = tick.tick() => { notifier.watchdog(); }
-                _ = shutdown_rx.recv() => {
-                    tracing::info!(records = batch.records, "shutdown while InfluxDB is failing; batch left uncommitted for the next start");
-                    return Ok(());
-                }
+                _ = tick.tick() => { self.notifier.watchdog(); }
+                _ = shutdown.recv() => return None,
             }
         };
-        metrics::histogram!(m::BATCH_WRITE_SECONDS).record(started.elapsed().as_secs_f64());
-        let written = points.len() - refused.len();
         dead.extend(refused.into_iter().map(|(pi, msg)| {
             (
                 point_items[pi],
                 format!("InfluxDB refused the point: {msg}"),
             )
         }));
+        Some(dead)
+    }
+}
 
+impl<S, W, D, F> Commit<S> for WriteThenCommit<'_, W, D, F>
+where
+    S: Source,
+    W: PointWriter,
+    D: DeadLetters,
+    F: FnMut() -> anyhow::Result<D>,
+{
+    type Output = Item;
+
+    fn open(&mut self) -> anyhow::Result<()> {
+        self.dlq = Some((self.connect_dlq)()?);
+        Ok(())
+    }
+
+    fn commit(&mut self, source: &S, items: &[Item], batch: &Batch) -> anyhow::Result<Committed> {
+        let dlq = self
+            .dlq
+            .as_ref()
+            .context("no DLQ producer: session not open")?;
+        let Some(dead) = self.runtime.block_on(self.write(items)) else {
+            tracing::info!("shutdown while InfluxDB is failing");
+            return Ok(Committed::Stopped);
+        };
         // Refused points must be safe in the DLQ before their offsets move.
         let deliveries = dead.iter().map(|(i, reason)| {
             let item = &items[*i];
@@ -191,40 +196,17 @@ async fn session(
                 item.offset,
             );
             let payload = serde_json::to_vec(&record).expect("a DLQ record serialises");
-            let dlq = &dlq;
-            async move {
-                dlq.send(
-                    FutureRecord::<(), _>::to(&settings.dlq_topic).payload(&payload),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map(|_| ())
-                .map_err(|(err, _)| err)
-            }
+            dlq.send(payload)
         });
-        for result in futures::future::join_all(deliveries).await {
-            result.context("producing to the DLQ")?;
+        for result in self.runtime.block_on(futures::future::join_all(deliveries)) {
+            result?;
         }
-
-        let commit = tokio::task::block_in_place(|| {
-            consumer.commit(&batch.offsets.to_list(), CommitMode::Sync)
-        });
-        metrics::counter!(m::RECORDS_IN, "topic" => settings.stats_topic.clone())
-            .increment(batch.records as u64);
+        let written = items.len() - dead.len();
         metrics::counter!(m::RECORDS_OUT, "topic" => "influxdb").increment(written as u64);
         if !dead.is_empty() {
             metrics::counter!(m::DLQ).increment(dead.len() as u64);
             metrics::counter!(m::REJECTED, "reason" => "influx_refused")
                 .increment(dead.len() as u64);
-        }
-        match commit {
-            Ok(()) => batch.observe_latency(),
-            Err(err) => {
-                // Typically a rebalance took the partitions away: the new
-                // owner rewrites the batch, which is harmless (idempotent).
-                metrics::counter!(m::ERRORS, "kind" => "commit").increment(1);
-                tracing::warn!(%err, "offset commit failed; the batch will be written again");
-            }
         }
         tracing::debug!(
             records = batch.records,
@@ -232,8 +214,72 @@ async fn session(
             dlq = dead.len(),
             "batch uploaded"
         );
+        match source.commit(&batch.offsets) {
+            Ok(()) => Ok(Committed::Yes),
+            Err(err) => {
+                // Typically a rebalance took the partitions away: the new
+                // owner rewrites the batch, which is harmless (idempotent).
+                metrics::counter!(m::ERRORS, "kind" => "commit").increment(1);
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    "offset commit failed; the batch will be written again"
+                );
+                Ok(Committed::OutputsOnly)
+            }
+        }
     }
-    tracing::info!("last batch committed; leaving the group");
-    consumer.unsubscribe();
-    Ok(())
+
+    fn abort(&mut self) -> anyhow::Result<()> {
+        // Nothing to take back: points overwrite themselves when rewritten.
+        Ok(())
+    }
 }
+
+/// Runs until shutdown; rebuilds the Kafka clients after errors.
+pub async fn run(
+    settings: &Settings,
+    influx: &Influx,
+    shutdown: Shutdown,
+    notifier: Arc<Notifier>,
+) -> anyhow::Result<()> {
+    let spec = StageSpec {
+        name: "pulsewire-uploader".into(),
+        input_topic: settings.stats_topic.clone(),
+        group_id: settings.group_id.clone(),
+        transactional_id: None,
+        limits: settings.limits,
+    };
+    let clients = ClientConfigs::new(&settings.kafka, &spec.name);
+    let mut commit = WriteThenCommit {
+        writer: influx,
+        retry: &settings.retry,
+        connect_dlq: || {
+            Ok(DlqTopic {
+                producer: clients.idempotent_producer()?,
+                topic: settings.dlq_topic.clone(),
+            })
+        },
+        dlq: None,
+        runtime: tokio::runtime::Handle::current(),
+        shutdown: shutdown.clone(),
+        notifier: &notifier,
+    };
+    // The runner is synchronous (librdkafka's calls block); the writes to
+    // InfluxDB run on the runtime, from this thread.
+    tokio::task::block_in_place(|| {
+        runner::run(
+            &spec,
+            &Env {
+                shutdown: &shutdown,
+                notifier: &notifier,
+            },
+            || clients.group_consumer(&spec.group_id, &spec.input_topic),
+            &mut commit,
+            &NoChangelog,
+            &mut ToPoints,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pipeline::{Pipeline, PipelineSource, Stage};
 use super::values::{de, Properties};
-use crate::kafka::BatchLimits;
+use crate::runner::BatchLimits;
 
 /// The variable naming the pipeline file when `--pipeline` is not given.
 pub const PIPELINE_ENV: &str = "PULSEWIRE_PIPELINE";

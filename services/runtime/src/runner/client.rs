@@ -1,0 +1,487 @@
+//! Kafka client configuration, and the rdkafka side of the runner's traits.
+//!
+//! Every client config comes from [`ClientConfigs`], which applies the
+//! operator's `--kafka-property` values last, once, so they win over
+//! Pulsewire's own settings for every client alike.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{
+    BaseRecord, DefaultProducerContext, FutureProducer, Producer, ThreadedProducer,
+};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::txn::{TxnProducer, TXN_TIMEOUT};
+use super::{AsRecord, Offsets, Record, Source};
+use crate::config::KafkaArgs;
+
+/// `init_transactions` may have to wait for a predecessor's transaction to
+/// be aborted. A timeout is retried by rebuilding the session, which keeps
+/// pinging the watchdog in between, so this stays as short as the others.
+const INIT_TIMEOUT: Duration = TXN_TIMEOUT;
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Memory bounds for librdkafka's own buffers. Its defaults are sized for
+/// big brokers, not a 50 MB service: a consumer pre-fetches up to 64 MB
+/// (`queued.max.messages.kbytes`) in fetches of up to 50 MB
+/// (`fetch.max.bytes`), and a producer may queue 1 GB
+/// (`queue.buffering.max.kbytes`). A stage hands over at most one batch at a
+/// time (20,000 records of ~100-300 bytes, a few MB), so a few MB of
+/// read-ahead keeps the consumer busy and the producer never needs more than
+/// one transaction's worth.
+///
+/// With a small read-ahead the queue is often full, and librdkafka then waits
+/// `fetch.queue.backoff.ms` (default 1000) before fetching that partition
+/// again; a short backoff refills the queue as soon as the stage has taken a
+/// batch from it (measurements: `docs/benchmarks.md`, "History").
+const CONSUMER_MEMORY: [(&str, &str); 4] = [
+    ("queued.max.messages.kbytes", "8192"),
+    ("queued.min.messages", "20000"),
+    ("fetch.max.bytes", "8388608"),
+    ("fetch.queue.backoff.ms", "20"),
+];
+const PRODUCER_QUEUE_KBYTES: &str = "32768";
+
+/// Builds the config of each kind of client a stage uses.
+///
+/// Every config has the brokers, a client id that names the stage in broker
+/// logs, and, applied last, the operator's extra properties. librdkafka's
+/// own log level follows the log filter for the `librdkafka` target (read
+/// when the config is created), so
+/// `--log-level info,librdkafka=debug --kafka-property debug=eos` shows its
+/// transaction protocol.
+#[derive(Debug, Clone)]
+pub struct ClientConfigs {
+    bootstrap_servers: String,
+    client_id: String,
+    properties: Vec<(String, String)>,
+}
+
+impl ClientConfigs {
+    pub fn new(kafka: &KafkaArgs, client_id: &str) -> Self {
+        Self {
+            bootstrap_servers: kafka.bootstrap_servers.clone(),
+            client_id: client_id.to_string(),
+            properties: kafka
+                .properties()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// The shared settings, the role's own, then the operator's.
+    fn build(&self, role: impl FnOnce(&mut ClientConfig)) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id);
+        role(&mut config);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// A plain client, for metadata requests.
+    pub fn plain(&self) -> ClientConfig {
+        self.build(|_| {})
+    }
+
+    fn producer_settings(config: &mut ClientConfig) {
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            // The Java client's partitioner, so a sensor maps to the same
+            // partition whichever client produced its records.
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            // See CONSUMER_MEMORY: the default allows 1 GB.
+            .set("queue.buffering.max.kbytes", PRODUCER_QUEUE_KBYTES);
+    }
+
+    /// An idempotent, non-transactional producer (uploader DLQ, simulator).
+    pub fn idempotent_producer(&self) -> anyhow::Result<FutureProducer> {
+        self.build(Self::producer_settings)
+            .create()
+            .context("creating the producer")
+    }
+
+    /// A transactional producer, with `init_transactions` done: from here on
+    /// a predecessor with the same `transactional.id` is fenced and its open
+    /// transaction aborted.
+    pub fn transactional_producer(&self, transactional_id: &str) -> anyhow::Result<KafkaProducer> {
+        let config = self.build(|config| {
+            Self::producer_settings(config);
+            config
+                .set("transactional.id", transactional_id)
+                .set("transaction.timeout.ms", "60000")
+                // A transaction begun right after the previous commit may be
+                // refused with CONCURRENT_TRANSACTIONS until the coordinator
+                // has written that commit's markers (about a millisecond
+                // here); librdkafka retries after retry.backoff.ms, 100 ms by
+                // default. 20 ms is what the Java client waits in that case;
+                // later retries still back off exponentially.
+                .set("retry.backoff.ms", "20");
+        });
+        let producer: ThreadedProducer<DefaultProducerContext> = config
+            .create()
+            .context("creating the transactional producer")?;
+        producer.init_transactions(INIT_TIMEOUT).with_context(|| {
+            format!("init_transactions for transactional.id {transactional_id}")
+        })?;
+        Ok(KafkaProducer(producer))
+    }
+
+    /// A group consumer of `topic` that only sees committed transactions and
+    /// never commits on its own: offsets move only with a committed batch.
+    pub fn group_consumer(&self, group_id: &str, topic: &str) -> anyhow::Result<KafkaSource> {
+        let config = self.build(|config| {
+            config
+                .set("group.id", group_id)
+                .set("isolation.level", "read_committed")
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                // A SIGKILLed predecessor holds its partitions until its
+                // session expires; keep that wait short so a restart resumes
+                // quickly.
+                .set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "2000")
+                // Eager: a revocation takes the whole assignment, and
+                // rebalance callbacks only run inside `poll`, which is never
+                // called while a transaction is open.
+                .set("partition.assignment.strategy", "range");
+            bound_consumer_memory(config);
+        });
+        let consumer: BaseConsumer<StageContext> = config
+            .create_with_context(StageContext::default())
+            .context("creating the consumer")?;
+        consumer
+            .subscribe(&[topic])
+            .with_context(|| format!("subscribing to {topic}"))?;
+        topic_partitions(&consumer, topic)?;
+        Ok(KafkaSource {
+            consumer,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// A consumer that reads changelog partitions assigned by hand.
+    pub fn restore_consumer(&self) -> ClientConfig {
+        self.build(|config| {
+            config
+                // Never joins the group and never commits; a group id is
+                // still required by librdkafka for a consumer.
+                .set("group.id", format!("{}-restore", self.client_id))
+                .set("isolation.level", "read_committed")
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "true");
+            bound_consumer_memory(config);
+        })
+    }
+}
+
+fn bound_consumer_memory(config: &mut ClientConfig) {
+    for (key, value) in CONSUMER_MEMORY {
+        config.set(key, value);
+    }
+}
+
+/// Waits until the brokers answer a metadata request for `topic` and it has
+/// partitions; returns the partition count. The error names the topic.
+pub fn topic_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> anyhow::Result<usize> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .with_context(|| format!("fetching metadata of topic {topic}"))?;
+    let topic_md = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .with_context(|| format!("topic {topic} not in metadata"))?;
+    if let Some(err) = topic_md.error() {
+        anyhow::bail!("topic {topic}: {:?}", RDKafkaErrorCode::from(err));
+    }
+    anyhow::ensure!(
+        !topic_md.partitions().is_empty(),
+        "topic {topic} has no partitions"
+    );
+    Ok(topic_md.partitions().len())
+}
+
+/// Consumer context that records every rebalance, so the runner can tell
+/// that the assignment changed under a batch it was collecting.
+#[derive(Debug, Default)]
+pub struct StageContext {
+    generation: AtomicU64,
+    assignment: Mutex<Vec<(String, i32)>>,
+}
+
+impl StageContext {
+    fn assigned(&self, topic: &str) -> Vec<i32> {
+        let assignment = self.assignment.lock().unwrap_or_else(|e| e.into_inner());
+        let mut partitions: Vec<i32> = assignment
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .map(|&(_, p)| p)
+            .collect();
+        partitions.sort_unstable();
+        partitions
+    }
+}
+
+impl ClientContext for StageContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            // The restore consumer asks for end-of-partition events; they
+            // are how it knows it is done, not errors.
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {}
+            // Broker outages are reported here and recovered from by
+            // librdkafka itself; the stage keeps going.
+            _ => tracing::warn!(%error, reason, "librdkafka"),
+        }
+    }
+}
+
+impl ConsumerContext for StageContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut assignment = self.assignment.lock().unwrap_or_else(|e| e.into_inner());
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                *assignment = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                tracing::info!(partitions = ?*assignment, "partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                // Eager protocol: a revocation takes everything away.
+                assignment.clear();
+                tracing::info!(count = tpl.count(), "partitions revoked");
+            }
+            Rebalance::Error(err) => {
+                tracing::warn!(%err, "rebalance error");
+                return;
+            }
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl AsRecord for BorrowedMessage<'_> {
+    fn record(&self) -> Record<'_> {
+        Record {
+            topic: self.topic(),
+            partition: self.partition(),
+            offset: self.offset(),
+            key: self.key(),
+            payload: self.payload(),
+            timestamp_ms: self.timestamp().to_millis(),
+        }
+    }
+}
+
+/// The offsets as rdkafka's list.
+pub fn offset_list(offsets: &Offsets) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::with_capacity(offsets.iter().count());
+    for (topic, partition, offset) in offsets.iter() {
+        // Offsets are non-negative, so this cannot fail.
+        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
+    }
+    tpl
+}
+
+/// The group consumer of one input topic.
+pub struct KafkaSource {
+    consumer: BaseConsumer<StageContext>,
+    topic: String,
+}
+
+impl Source for KafkaSource {
+    type Message<'a> = BorrowedMessage<'a>;
+    type Group = ConsumerGroupMetadata;
+
+    fn poll(&self, timeout: Duration) -> Option<anyhow::Result<BorrowedMessage<'_>>> {
+        self.consumer
+            .poll(timeout)
+            .map(|polled| polled.map_err(anyhow::Error::from))
+    }
+
+    fn generation(&self) -> u64 {
+        self.consumer.context().generation.load(Ordering::SeqCst)
+    }
+
+    fn assigned(&self) -> Vec<i32> {
+        self.consumer.context().assigned(&self.topic)
+    }
+
+    fn seek(&self, topic: &str, partition: i32, offset: i64) -> anyhow::Result<()> {
+        Ok(self
+            .consumer
+            .seek(topic, partition, Offset::Offset(offset), TXN_TIMEOUT)?)
+    }
+
+    fn rewind(&self) -> anyhow::Result<()> {
+        let committed = self
+            .consumer
+            .committed(TXN_TIMEOUT)
+            .context("fetching committed offsets")?;
+        let mut seek = TopicPartitionList::with_capacity(committed.count());
+        for elem in committed.elements() {
+            // No committed offset yet: the group starts at the beginning
+            // (auto.offset.reset=earliest), so that is where we rewind to.
+            let offset = match elem.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            seek.add_partition_offset(elem.topic(), elem.partition(), offset)?;
+        }
+        let result = self
+            .consumer
+            .seek_partitions(seek, TXN_TIMEOUT)
+            .context("seeking back")?;
+        for elem in result.elements() {
+            if let Err(err) = elem.error() {
+                anyhow::bail!("seeking {}/{} back: {err}", elem.topic(), elem.partition());
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, offsets: &Offsets) -> anyhow::Result<()> {
+        Ok(self
+            .consumer
+            .commit(&offset_list(offsets), CommitMode::Sync)?)
+    }
+
+    fn group(&self) -> anyhow::Result<ConsumerGroupMetadata> {
+        self.consumer
+            .group_metadata()
+            .context("consumer has no group metadata")
+    }
+
+    fn leave(&self) {
+        self.consumer.unsubscribe();
+    }
+}
+
+/// A transactional producer.
+pub struct KafkaProducer(ThreadedProducer<DefaultProducerContext>);
+
+impl KafkaProducer {
+    /// Waits (up to [`TXN_TIMEOUT`]) until the broker has acknowledged every
+    /// produced record and the producer's thread has taken the reports.
+    /// rdkafka's `commit_transaction` waits for outstanding delivery reports
+    /// by polling in 100 ms steps, while the producer's own thread takes the
+    /// reports from under that poll; checking the count in 1 ms steps first
+    /// leaves that flush nothing to wait for (`docs/benchmarks.md`, "A 100 ms
+    /// sleep in every commit"). Records that failed are still reported by
+    /// `commit_transaction`.
+    fn await_delivery(&self) {
+        let deadline = Instant::now() + TXN_TIMEOUT;
+        while self.0.in_flight_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl TxnProducer for KafkaProducer {
+    type Group = ConsumerGroupMetadata;
+
+    fn begin(&self) -> anyhow::Result<()> {
+        Ok(self.0.begin_transaction()?)
+    }
+
+    /// Enqueues a record, waiting while the local queue is full.
+    fn send(&self, output: &super::Output) -> anyhow::Result<()> {
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&output.topic).payload(output.payload.as_slice());
+        if let Some(key) = &output.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(partition) = output.partition {
+            record = record.partition(partition);
+        }
+        loop {
+            match self.0.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((err, _)) => return Err(err.into()),
+            }
+        }
+    }
+
+    fn send_offsets(&self, offsets: &Offsets, group: &ConsumerGroupMetadata) -> anyhow::Result<()> {
+        Ok(self
+            .0
+            .send_offsets_to_transaction(&offset_list(offsets), group, TXN_TIMEOUT)?)
+    }
+
+    fn commit(&self) -> anyhow::Result<()> {
+        self.await_delivery();
+        // Flushes every produced record first; fails if any of them failed.
+        Ok(self.0.commit_transaction(TXN_TIMEOUT)?)
+    }
+
+    fn abort(&self) -> anyhow::Result<()> {
+        Ok(self.0.abort_transaction(TXN_TIMEOUT)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_become_rdkafkas_list() {
+        let mut offsets = Offsets::default();
+        offsets.record("raw", 0, 7);
+        offsets.record("raw", 2, 0);
+        let tpl = offset_list(&offsets);
+        assert_eq!(tpl.count(), 2);
+        assert_eq!(
+            tpl.find_partition("raw", 0).unwrap().offset(),
+            Offset::Offset(8)
+        );
+    }
+
+    #[test]
+    fn operator_properties_win_over_every_role() {
+        let kafka = KafkaArgs {
+            bootstrap_servers: "127.0.0.1:1".into(),
+            properties: vec![crate::config::Properties(vec![
+                ("linger.ms".into(), "50".into()),
+                ("isolation.level".into(), "read_uncommitted".into()),
+            ])],
+        };
+        let clients = ClientConfigs::new(&kafka, "pulsewire-test");
+        let producer = clients.build(ClientConfigs::producer_settings);
+        assert_eq!(producer.get("linger.ms"), Some("50"));
+        assert_eq!(producer.get("acks"), Some("all"));
+        let restore = clients.restore_consumer();
+        assert_eq!(restore.get("isolation.level"), Some("read_uncommitted"));
+        assert_eq!(restore.get("group.id"), Some("pulsewire-test-restore"));
+        assert_eq!(restore.get("queued.min.messages"), Some("20000"));
+        assert_eq!(
+            clients.plain().get("bootstrap.servers"),
+            Some("127.0.0.1:1")
+        );
+    }
+}
