@@ -17,10 +17,7 @@ let
   cfg = config.services.pulsewire;
   ccfg = cfg.connect;
   kcfg = cfg.kafka;
-  render = import ./lib/pulsewire.nix {
-    pipelineFile = cfg.pipelineFile;
-    brokerList = kcfg.brokers;
-  };
+  render = import ./lib/render.nix cfg;
   inherit (import ./lib/hardening.nix) jvm common;
   kafka = kcfg.package;
 

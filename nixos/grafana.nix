@@ -12,7 +12,7 @@ let
   cfg = config.services.pulsewire;
   gcfg = cfg.grafana;
   # The InfluxDB organization and bucket the datasource reads, from pipeline.toml.
-  inherit ((import ./lib/pulsewire.nix { inherit (cfg) pipelineFile; }).pipeline.influxdb) org bucket;
+  inherit ((import ./lib/render.nix cfg).pipeline.influxdb) org bucket;
   secrets = import ./lib/secret-paths.nix cfg;
 
   credentials = "/run/credentials/grafana.service";

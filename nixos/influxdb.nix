@@ -26,7 +26,7 @@
 let
   cfg = config.services.pulsewire;
   icfg = cfg.influxdb;
-  render = import ./lib/pulsewire.nix { pipelineFile = cfg.pipelineFile; };
+  render = import ./lib/render.nix cfg;
   inherit (render.influxdb)
     org
     bucket

@@ -15,10 +15,7 @@
 let
   cfg = config.services.pulsewire;
   kcfg = cfg.kafka;
-  render = import ./lib/pulsewire.nix {
-    pipelineFile = cfg.pipelineFile;
-    brokerList = kcfg.brokers;
-  };
+  render = import ./lib/render.nix cfg;
   kafka = kcfg.package;
 
   unitName = id: "pulsewire-kafka-${toString id}";

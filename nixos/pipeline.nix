@@ -19,10 +19,7 @@
 let
   cfg = config.services.pulsewire;
   kcfg = cfg.kafka;
-  render = import ./lib/pulsewire.nix {
-    pipelineFile = cfg.pipelineFile;
-    brokerList = kcfg.brokers;
-  };
+  render = import ./lib/render.nix cfg;
   inherit (import ./lib/hardening.nix) native;
   secrets = import ./lib/secret-paths.nix cfg;
 
