@@ -21,7 +21,7 @@ use crate::config::LogArgs;
 
 /// Where the logs went; returned so `main` can mention it once at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sink {
+pub enum LogOutput {
     Journald,
     Stderr,
     /// `JOURNAL_STREAM` was set but the journal socket could not be opened.
@@ -40,21 +40,23 @@ pub fn filter(args: &LogArgs) -> anyhow::Result<EnvFilter> {
 }
 
 /// Installs the global subscriber. Call once, first thing in `main`.
-pub fn init(args: &LogArgs) -> anyhow::Result<Sink> {
+pub fn init(args: &LogArgs) -> anyhow::Result<LogOutput> {
     let filter = filter(args)?;
-    let (journald, sink) = if std::env::var_os("JOURNAL_STREAM").is_some() {
+    let (journald, output) = if std::env::var_os("JOURNAL_STREAM").is_some() {
         match tracing_journald::layer() {
-            Ok(layer) => (Some(layer), Sink::Journald),
-            Err(_) => (None, Sink::StderrFallback),
+            Ok(layer) => (Some(layer), LogOutput::Journald),
+            Err(_) => (None, LogOutput::StderrFallback),
         }
     } else {
-        (None, Sink::Stderr)
+        (None, LogOutput::Stderr)
     };
     let stderr = journald.is_none().then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             // Under systemd without the journal, colours would be noise.
-            .with_ansi(sink == Sink::Stderr && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(
+                output == LogOutput::Stderr && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            )
     });
     tracing_subscriber::registry()
         .with(filter)
@@ -62,12 +64,12 @@ pub fn init(args: &LogArgs) -> anyhow::Result<Sink> {
         .with(stderr)
         .try_init()
         .context("installing the log subscriber")?;
-    if sink == Sink::StderrFallback {
+    if output == LogOutput::StderrFallback {
         tracing::warn!(
             "JOURNAL_STREAM is set but the journal socket is unavailable; logging to stderr"
         );
     }
-    Ok(sink)
+    Ok(output)
 }
 
 #[cfg(test)]
