@@ -10,15 +10,9 @@
 
 mod stage;
 
-use std::sync::Arc;
-
 use clap::Parser as _;
-use pulsewire_runtime::config::{
-    self, de, ConsumerSettings, Layers, ParseLimits, Stage, TxnFlags, TxnSettings,
-};
-use pulsewire_runtime::notify::Notifier;
-use pulsewire_runtime::runner::{self, StageSpec};
-use pulsewire_runtime::shutdown::Shutdown;
+use pulsewire_runtime::config::{self, de, Layers, ParseLimits, Stage, TxnFlags};
+use pulsewire_runtime::runner;
 use serde::{Deserialize, Serialize};
 
 /// Parses and validates raw heart-rate lines; valid readings go to the
@@ -82,39 +76,23 @@ impl Settings {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let layers = Layers::load(Stage::Aggregator, &args)?;
-    let (consumer, txn): (ConsumerSettings, TxnSettings) = (layers.extract()?, layers.extract()?);
     let settings: Settings = layers.extract()?;
-    let common = layers.start()?;
-    let notifier = Arc::new(Notifier::from_env());
-    let shutdown = Shutdown::listen()?;
+    let stage =
+        runner::TransactionalStage::start(&layers, "pulsewire-aggregator", &settings.raw_topic)?;
 
     let parser = layers.pipeline().parser(Some(&settings.limits()));
-    let mut transform = stage::Aggregate::new(
+    let transform = stage::Aggregate::new(
         parser,
         settings.readings_topic.clone(),
         settings.dlq_topic.clone(),
     );
-    let stage = StageSpec {
-        name: "pulsewire-aggregator".into(),
-        input_topic: settings.raw_topic.clone(),
-        group_id: consumer.group_id.clone(),
-        transactional_id: Some(txn.transactional_id.clone()),
-        limits: consumer.limits(),
-    };
     tracing::info!(
         raw = settings.raw_topic,
         readings = settings.readings_topic,
         dlq = settings.dlq_topic,
         "starting"
     );
-    // The Kafka loop is synchronous (librdkafka's transactional calls block);
-    // it runs on a blocking thread while the runtime serves signals and metrics.
-    tokio::task::spawn_blocking(move || {
-        runner::run_transactional(&common.kafka, &stage, &mut transform, &shutdown, &notifier)
-    })
-    .await??;
-    tracing::info!("stopped");
-    Ok(())
+    stage.run(transform).await
 }
 
 #[cfg(test)]

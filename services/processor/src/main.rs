@@ -14,13 +14,10 @@
 mod stage;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Parser as _;
-use pulsewire_runtime::config::{self, de, ConsumerSettings, Layers, Stage, TxnFlags, TxnSettings};
-use pulsewire_runtime::notify::Notifier;
-use pulsewire_runtime::runner::{self, StageSpec};
-use pulsewire_runtime::shutdown::Shutdown;
+use pulsewire_runtime::config::{self, de, Layers, Stage, TxnFlags};
+use pulsewire_runtime::runner;
 use serde::{Deserialize, Serialize};
 
 /// Keeps exact running statistics (count, min, max, mean, latest value) per
@@ -112,12 +109,13 @@ async fn main() -> anyhow::Result<()> {
             &mut std::io::stderr().lock(),
         );
     }
-    let (consumer, txn): (ConsumerSettings, TxnSettings) = (layers.extract()?, layers.extract()?);
-    let common = layers.start()?;
-    let notifier = Arc::new(Notifier::from_env());
-    let shutdown = Shutdown::listen()?;
+    let stage = runner::TransactionalStage::start(
+        &layers,
+        "pulsewire-processor",
+        &settings.readings_topic,
+    )?;
 
-    let mut transform = stage::Process::new(
+    let transform = stage::Process::new(
         stage::Topics {
             stats: settings.stats_topic.clone(),
             state: settings.state_topic.clone(),
@@ -126,25 +124,13 @@ async fn main() -> anyhow::Result<()> {
         settings.dedup_window,
         settings.max_states,
     );
-    let stage = StageSpec {
-        name: "pulsewire-processor".into(),
-        input_topic: settings.readings_topic.clone(),
-        group_id: consumer.group_id.clone(),
-        transactional_id: Some(txn.transactional_id.clone()),
-        limits: consumer.limits(),
-    };
     tracing::info!(
         readings = settings.readings_topic,
         stats = settings.stats_topic,
         state = settings.state_topic,
         "starting"
     );
-    tokio::task::spawn_blocking(move || {
-        runner::run_transactional(&common.kafka, &stage, &mut transform, &shutdown, &notifier)
-    })
-    .await??;
-    tracing::info!("stopped");
-    Ok(())
+    stage.run(transform).await
 }
 
 #[cfg(test)]

@@ -199,17 +199,34 @@ pub struct StageSettings {
     pub metrics_addr: SocketAddr,
 }
 
-/// What every consuming stage runs with: its group and its batches.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ConsumerSettings {
-    #[serde(deserialize_with = "de::name")]
-    pub group_id: String,
-    #[serde(deserialize_with = "de::positive")]
-    pub batch_size: usize,
-    #[serde(deserialize_with = "de::millis")]
-    pub batch_interval_ms: u64,
-    #[serde(deserialize_with = "de::millis")]
-    pub batch_idle_ms: u64,
+/// Declares a struct with the settings of a consuming stage (its group and
+/// its batches, each with its check) followed by the fields given. The
+/// fields are written out in the struct, not `#[serde(flatten)]`ed: flatten
+/// would lose figment's key in error messages and does not go with
+/// `deny_unknown_fields`. Used for [`ConsumerSettings`] and the consuming
+/// stages' `[services.*]` sections, so the two cannot drift apart.
+macro_rules! with_consumer_fields {
+    ($(#[$meta:meta])* pub struct $name:ident { $($fields:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            #[serde(deserialize_with = "de::name")]
+            pub group_id: String,
+            #[serde(deserialize_with = "de::positive")]
+            pub batch_size: usize,
+            #[serde(deserialize_with = "de::millis")]
+            pub batch_interval_ms: u64,
+            #[serde(deserialize_with = "de::millis")]
+            pub batch_idle_ms: u64,
+            $($fields)*
+        }
+    };
+}
+pub(crate) use with_consumer_fields;
+
+with_consumer_fields! {
+    /// What every consuming stage runs with: its group and its batches.
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct ConsumerSettings {}
 }
 
 impl ConsumerSettings {

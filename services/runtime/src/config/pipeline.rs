@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use pulsewire_model::parse::{KindRule, Parser};
 
+use super::layers::with_consumer_fields;
 use super::values::de;
 
 /// The text of `provisioning/pipeline.toml`, as built into this binary: the
@@ -75,27 +76,21 @@ pub struct Services {
     pub simulator: Simulator,
 }
 
-/// `[services.aggregator]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Aggregator {
-    #[serde(deserialize_with = "de::name")]
-    pub group_id: String,
-    #[serde(deserialize_with = "de::name")]
-    pub transactional_id: String,
-    pub metrics_port: u16,
-    #[serde(deserialize_with = "de::positive")]
-    pub batch_size: usize,
-    #[serde(deserialize_with = "de::millis")]
-    pub batch_interval_ms: u64,
-    #[serde(deserialize_with = "de::millis")]
-    pub batch_idle_ms: u64,
-    /// The longest accepted line, for the aggregator and for `replay`.
-    #[serde(deserialize_with = "de::positive")]
-    pub max_line_bytes: usize,
-    /// How far ahead of the clock a reading's time may be, in seconds.
-    #[serde(deserialize_with = "de::positive")]
-    pub max_clock_ahead_secs: usize,
+with_consumer_fields! {
+    /// `[services.aggregator]`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Aggregator {
+        #[serde(deserialize_with = "de::name")]
+        pub transactional_id: String,
+        pub metrics_port: u16,
+        /// The longest accepted line, for the aggregator and for `replay`.
+        #[serde(deserialize_with = "de::positive")]
+        pub max_line_bytes: usize,
+        /// How far ahead of the clock a reading's time may be, in seconds.
+        #[serde(deserialize_with = "de::positive")]
+        pub max_clock_ahead_secs: usize,
+    }
 }
 
 /// The limits a line is judged by: the aggregator's settings of the same
@@ -106,45 +101,33 @@ pub struct ParseLimits {
     pub max_clock_ahead_secs: usize,
 }
 
-/// `[services.processor]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Processor {
-    #[serde(deserialize_with = "de::name")]
-    pub group_id: String,
-    #[serde(deserialize_with = "de::name")]
-    pub transactional_id: String,
-    pub metrics_port: u16,
-    #[serde(deserialize_with = "de::positive")]
-    pub batch_size: usize,
-    #[serde(deserialize_with = "de::millis")]
-    pub batch_interval_ms: u64,
-    #[serde(deserialize_with = "de::millis")]
-    pub batch_idle_ms: u64,
-    #[serde(deserialize_with = "de::positive")]
-    pub dedup_window: usize,
-    /// The most (sensor, kind)s the processor keeps state for.
-    #[serde(deserialize_with = "de::positive")]
-    pub max_states: usize,
+with_consumer_fields! {
+    /// `[services.processor]`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Processor {
+        #[serde(deserialize_with = "de::name")]
+        pub transactional_id: String,
+        pub metrics_port: u16,
+        #[serde(deserialize_with = "de::positive")]
+        pub dedup_window: usize,
+        /// The most (sensor, kind)s the processor keeps state for.
+        #[serde(deserialize_with = "de::positive")]
+        pub max_states: usize,
+    }
 }
 
-/// `[services.uploader]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Uploader {
-    #[serde(deserialize_with = "de::name")]
-    pub group_id: String,
-    pub metrics_port: u16,
-    #[serde(deserialize_with = "de::positive")]
-    pub batch_size: usize,
-    #[serde(deserialize_with = "de::millis")]
-    pub batch_interval_ms: u64,
-    #[serde(deserialize_with = "de::millis")]
-    pub batch_idle_ms: u64,
-    #[serde(deserialize_with = "de::millis")]
-    pub retry_max_ms: u64,
-    #[serde(deserialize_with = "de::millis")]
-    pub write_timeout_ms: u64,
+with_consumer_fields! {
+    /// `[services.uploader]`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Uploader {
+        pub metrics_port: u16,
+        #[serde(deserialize_with = "de::millis")]
+        pub retry_max_ms: u64,
+        #[serde(deserialize_with = "de::millis")]
+        pub write_timeout_ms: u64,
+    }
 }
 
 /// `[services.simulator]`.

@@ -13,7 +13,8 @@
 //! - [`batch`]: batch limits, offsets, collecting a batch;
 //! - [`txn`]: the transactional commit, abort and rewind;
 //! - [`restore`]: reading a changelog back into a stage;
-//! - [`run`]: the session state machine and its supervisor.
+//! - [`run`]: the session state machine and its supervisor;
+//! - [`serve`]: a transactional stage's binary, started and run.
 //!
 //! The state machine only sees [`Source`] (the group consumer) and, through
 //! the strategy, [`txn::TxnProducer`]; the tests drive it with fakes.
@@ -24,6 +25,7 @@ pub mod batch;
 pub mod client;
 pub mod restore;
 pub mod run;
+pub mod serve;
 pub mod txn;
 
 #[cfg(any(test, feature = "fake"))]
@@ -33,6 +35,7 @@ mod tests;
 
 pub use batch::{BatchLimits, Offsets};
 pub use run::{run, Commit, Committed, Env};
+pub use serve::TransactionalStage;
 
 use crate::config::KafkaArgs;
 use crate::notify::Notifier;

@@ -115,6 +115,23 @@ fn run_stage(broker: &Shared, shutdown: &Shutdown, stage: &mut Counter, max_reco
     .unwrap();
 }
 
+/// Runs a fresh [`Counter`] in batches of at most `max_records` over a broker
+/// whose input holds `lines` and assigns `partitions`, its producer calls
+/// failing with `failures` in turn; the broker and the stage, for the asserts.
+fn run_failing(
+    lines: &[(i32, &str)],
+    partitions: &[i32],
+    failures: &[Failure],
+    max_records: usize,
+) -> (Shared, Counter) {
+    let (stop, shutdown) = Shutdown::manual();
+    let broker = Broker::new(lines, partitions, stop);
+    broker.borrow_mut().failures.extend(failures);
+    let mut stage = Counter::default();
+    run_stage(&broker, &shutdown, &mut stage, max_records);
+    (broker, stage)
+}
+
 fn lines(n: usize, partition: i32) -> Vec<(i32, &'static str)> {
     const NAMES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
     NAMES[..n].iter().map(|l| (partition, *l)).collect()
@@ -122,10 +139,7 @@ fn lines(n: usize, partition: i32) -> Vec<(i32, &'static str)> {
 
 #[test]
 fn batches_commit_outputs_changelog_and_offsets_together() {
-    let (stop, shutdown) = Shutdown::manual();
-    let broker = Broker::new(&lines(5, 0), &[0], stop);
-    let mut stage = Counter::default();
-    run_stage(&broker, &shutdown, &mut stage, 2);
+    let (broker, _) = run_failing(&lines(5, 0), &[0], &[], 2);
     let b = broker.borrow();
     assert_eq!(b.outputs("out"), ["a#1", "b#2", "c#3", "d#4", "e#5"]);
     // One changelog record per batch of at most two records.
@@ -137,12 +151,8 @@ fn batches_commit_outputs_changelog_and_offsets_together() {
 
 #[test]
 fn a_failed_send_aborts_rewinds_and_redoes_the_batch_from_restored_state() {
-    let (stop, shutdown) = Shutdown::manual();
-    let broker = Broker::new(&lines(4, 0), &[0], stop);
     // The first send of the first batch fails.
-    broker.borrow_mut().failures.extend([Failure::Send]);
-    let mut stage = Counter::default();
-    run_stage(&broker, &shutdown, &mut stage, 2);
+    let (broker, stage) = run_failing(&lines(4, 0), &[0], &[Failure::Send], 2);
     let b = broker.borrow();
     assert_eq!(b.outputs("out"), ["a#1", "b#2", "c#3", "d#4"]);
     assert_eq!((b.aborts, b.rewinds, b.producers), (1, 1, 1));
@@ -168,16 +178,9 @@ fn a_record_the_stage_cannot_handle_rewinds_the_batch() {
 
 #[test]
 fn a_commit_timeout_aborts_and_nothing_of_the_batch_is_visible_twice() {
-    let (stop, shutdown) = Shutdown::manual();
     let mut lines = lines(2, 0);
     lines.extend(self::lines(2, 1));
-    let broker = Broker::new(&lines, &[0, 1], stop);
-    broker
-        .borrow_mut()
-        .failures
-        .extend([Failure::CommitTimeout]);
-    let mut stage = Counter::default();
-    run_stage(&broker, &shutdown, &mut stage, 10);
+    let (broker, _) = run_failing(&lines, &[0, 1], &[Failure::CommitTimeout], 10);
     let b = broker.borrow();
     assert_eq!(b.outputs("out"), ["a#1", "b#2", "a#1", "b#2"]);
     assert_eq!(b.outputs("counts"), ["2", "2"]);
@@ -187,11 +190,7 @@ fn a_commit_timeout_aborts_and_nothing_of_the_batch_is_visible_twice() {
 
 #[test]
 fn a_fenced_producer_rebuilds_the_session_which_redoes_the_batch() {
-    let (stop, shutdown) = Shutdown::manual();
-    let broker = Broker::new(&lines(3, 0), &[0], stop);
-    broker.borrow_mut().failures.extend([Failure::Fenced]);
-    let mut stage = Counter::default();
-    run_stage(&broker, &shutdown, &mut stage, 10);
+    let (broker, stage) = run_failing(&lines(3, 0), &[0], &[Failure::Fenced], 10);
     let b = broker.borrow();
     assert_eq!(b.outputs("out"), ["a#1", "b#2", "c#3"]);
     assert_eq!(b.committed, BTreeMap::from([(0, 3)]));
