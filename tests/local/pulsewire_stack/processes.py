@@ -79,8 +79,18 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def is_zombie(pid: int) -> bool:
+    """Whether the process is gone or only waits to be reaped. A thread-group leader
+    shows Z as soon as its own thread ends, while the others may still run (a JVM in
+    its shutdown hooks, its ports still open): only a leader without threads is gone."""
     st = _stat(pid)
-    return st is None or st[0] in ("Z", "X")
+    if st is None:
+        return True
+    if st[0] not in ("Z", "X"):
+        return False
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except OSError:
+        return True
 
 
 def tracked(name: str) -> dict | None:

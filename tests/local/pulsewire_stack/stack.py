@@ -130,6 +130,10 @@ def down(purge: bool = False, broker_timeout: float | None = None) -> list[str]:
         stopped.append(n)
     for n in brokers:
         pidfile(n).unlink(missing_ok=True)
+    # Down means the ports are free again, so `up` can follow at once.
+    deadline = time.monotonic() + 30
+    while any(port_open(p) for p in render_ports()) and time.monotonic() < deadline:
+        time.sleep(0.2)
     if purge:
         shutil.rmtree(STATE, ignore_errors=True)
     return stopped
