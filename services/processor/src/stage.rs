@@ -97,8 +97,6 @@ pub struct Pending {
 
 pub struct Process {
     table: StateTable,
-    dedup_window: usize,
-    max_states: usize,
     dirty: Dirty,
     pending: Pending,
     topics: Topics,
@@ -110,8 +108,6 @@ impl Process {
     pub fn new(topics: Topics, dedup_window: usize, max_states: usize) -> Self {
         Self {
             table: StateTable::new(dedup_window).with_max_states(max_states),
-            dedup_window,
-            max_states,
             dirty: Dirty::default(),
             pending: Pending::default(),
             topics,
@@ -241,7 +237,7 @@ impl Transform for Process {
     fn reset(&mut self) {
         self.dirty.clear();
         self.pending = Pending::default();
-        self.table = StateTable::new(self.dedup_window).with_max_states(self.max_states);
+        self.table.clear();
     }
 
     fn restore(&mut self, record: &Record<'_>) -> anyhow::Result<()> {
