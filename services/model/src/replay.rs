@@ -9,11 +9,13 @@
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
 //! use pulsewire_model::parse::{KindRule, Parser};
+//! use pulsewire_model::state::StateTable;
 //! let parser = Parser::new(vec![KindRule::new("heart_rate", 30, 250)]).with_max_line_bytes(4096);
 //! pulsewire_model::replay::run(
 //!     std::path::Path::new("readings.csv"),
 //!     &parser,
-//!     1024, // dedup_window from pipeline.toml
+//!     // dedup_window and max_states from pipeline.toml, as the processor's
+//!     StateTable::new(1024).with_max_states(10_000),
 //!     &mut std::io::stdout().lock(),
 //!     &mut std::io::stderr().lock(),
 //! )?; // Err (naming the file) only when the file cannot be read: exit non-zero
@@ -31,7 +33,8 @@
 //!   `reason` (the DLQ text), `code` (its slug), `raw` (the line without its
 //!   `\n`; lossy if it is not UTF-8, and then also `raw_base64` with the exact
 //!   bytes). Besides parser rejections, this reports duplicates (`code`
-//!   `duplicate`) and late readings (`late`), see [`crate::state`].
+//!   `duplicate`), late readings (`late`), conflicts (`conflict`) and
+//!   readings the table has no room for (`state_full`), see [`crate::state`].
 //!
 //! Lines are split on `\n` only (a `\r` before it is the parser's business);
 //! a last line without `\n` counts. Whatever the file contains, the result is
@@ -93,6 +96,8 @@ pub struct Totals {
     pub late: u64,
     /// Readings at an instant already counted with another value.
     pub conflicts: u64,
+    /// Readings of a new (sensor, kind) once the table kept its maximum.
+    pub full: u64,
 }
 
 /// Replays the file at `path`: summaries to `out`, uncounted lines to `err`
@@ -101,25 +106,25 @@ pub struct Totals {
 pub fn run(
     path: &Path,
     parser: &Parser,
-    dedup_window: usize,
+    table: StateTable,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> anyhow::Result<()> {
     let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    run_reader(BufReader::new(file), parser, dedup_window, out, err)
+    run_reader(BufReader::new(file), parser, table, out, err)
         .with_context(|| format!("replaying {}", path.display()))?;
     Ok(())
 }
 
-/// [`run`] over any buffered reader; returns what it saw.
+/// [`run`] over any buffered reader, into `table` (empty, with the limits
+/// the processor has); returns what it saw.
 pub fn run_reader(
     mut input: impl BufRead,
     parser: &Parser,
-    dedup_window: usize,
+    mut table: StateTable,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> anyhow::Result<Totals> {
-    let mut table = StateTable::new(dedup_window);
     let mut totals = Totals::default();
     let mut buf = Vec::new();
     loop {
@@ -142,8 +147,7 @@ pub fn run_reader(
                     Applied::Duplicate => totals.duplicates += 1,
                     Applied::Late => totals.late += 1,
                     Applied::Conflict { .. } => totals.conflicts += 1,
-                    // The table here has no bound.
-                    Applied::Full => {}
+                    Applied::Full => totals.full += 1,
                 }
                 if let Some((code, reason)) = applied.refusal(&reading, &table) {
                     report(err, totals.lines, code, &reason, raw)?;

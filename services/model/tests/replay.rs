@@ -9,14 +9,7 @@ use serde_json::Value;
 
 fn run_file(path: &Path) -> (String, String) {
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    replay::run(
-        path,
-        &common::parser(),
-        common::dedup_window(),
-        &mut out,
-        &mut err,
-    )
-    .unwrap();
+    replay::run(path, &common::parser(), common::table(), &mut out, &mut err).unwrap();
     (
         String::from_utf8(out).unwrap(),
         String::from_utf8(err).unwrap(),
@@ -28,7 +21,7 @@ fn run_bytes(input: &[u8]) -> (Totals, Vec<Value>, Vec<Value>) {
     let totals = replay::run_reader(
         input,
         &common::parser(),
-        common::dedup_window(),
+        common::table(),
         &mut out,
         &mut err,
     )
@@ -86,7 +79,8 @@ fn seed_dataset_shuffled_with_crlf_and_redelivery_gives_the_same_results() {
             rejected: 0,
             duplicates: 2,
             late: 0,
-            conflicts: 0
+            conflicts: 0,
+            full: 0
         }
     );
     assert_eq!(err.len(), 2);
@@ -122,7 +116,8 @@ fn bad_lines_are_reported_on_stderr_and_the_rest_is_counted() {
             rejected: 6,
             duplicates: 0,
             late: 0,
-            conflicts: 0
+            conflicts: 0,
+            full: 0
         }
     );
     assert_eq!(
@@ -196,7 +191,14 @@ fn empty_file_prints_nothing() {
 fn unreadable_file_is_an_error_naming_it() {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let missing = Path::new("/nonexistent/pulsewire/readings.csv");
-    let e = replay::run(missing, &common::parser(), 1024, &mut out, &mut err).unwrap_err();
+    let e = replay::run(
+        missing,
+        &common::parser(),
+        common::table(),
+        &mut out,
+        &mut err,
+    )
+    .unwrap_err();
     let text = format!("{e:#}");
     assert!(
         text.starts_with("cannot read /nonexistent/pulsewire/readings.csv: "),
@@ -204,9 +206,37 @@ fn unreadable_file_is_an_error_naming_it() {
     );
     // A directory opens but cannot be read.
     let dir = common::provisioning();
-    let e = replay::run(&dir, &common::parser(), 1024, &mut out, &mut err).unwrap_err();
+    let e = replay::run(&dir, &common::parser(), common::table(), &mut out, &mut err).unwrap_err();
     assert!(
         format!("{e:#}").contains(&dir.display().to_string()),
         "{e:#}"
     );
+}
+
+#[test]
+fn readings_past_the_state_bound_are_reported_as_state_full() {
+    // The processor's table, with room for two (sensor, kind) states.
+    let input: &[u8] = b"1,heart_rate,2024-06-19 13:58:37.074766,80\n\
+        2,heart_rate,2024-06-19 13:58:37.074766,81\n\
+        3,heart_rate,2024-06-19 13:58:37.074766,82\n\
+        1,heart_rate,2024-06-19 13:58:38.074766,90\n";
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let table = pulsewire_model::state::StateTable::new(common::dedup_window()).with_max_states(2);
+    let totals = replay::run_reader(input, &common::parser(), table, &mut out, &mut err).unwrap();
+    assert_eq!((totals.counted, totals.full), (3, 1));
+    let err = json_lines(&err);
+    assert_eq!(err.len(), 1);
+    assert_eq!(err[0]["line"], 3);
+    assert_eq!(err[0]["code"], "state_full");
+    let out = json_lines(&out);
+    let counts: Vec<(u64, u64)> = out
+        .iter()
+        .map(|s| {
+            (
+                s["sensor_id"].as_u64().unwrap(),
+                s["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counts, [(1, 2), (2, 1)]);
 }

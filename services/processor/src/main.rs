@@ -16,6 +16,7 @@ mod stage;
 use std::path::PathBuf;
 
 use clap::Parser as _;
+use pulsewire_model::state::StateTable;
 use pulsewire_runtime::config::{self, de, Layers, Stage, TxnFlags};
 use pulsewire_runtime::runner;
 use serde::{Deserialize, Serialize};
@@ -104,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
         return pulsewire_model::replay::run(
             file,
             &layers.pipeline().parser(None),
-            settings.dedup_window,
+            StateTable::new(settings.dedup_window).with_max_states(settings.max_states),
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         );
@@ -138,8 +139,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replay_takes_its_window_from_the_pipeline_file() {
-        let text = config::PIPELINE_TOML.replace("dedup_window = 1024", "dedup_window = 3");
+    fn replay_takes_its_window_and_bound_from_the_pipeline_file() {
+        let text = config::PIPELINE_TOML
+            .replace("dedup_window = 1024", "dedup_window = 3")
+            .replace("max_states = 10000", "max_states = 2");
         let path = std::env::temp_dir().join(format!("pw-replay-{}.toml", std::process::id()));
         std::fs::write(&path, text).unwrap();
         let args = Args::try_parse_from([
@@ -153,7 +156,7 @@ mod tests {
         let layers = Layers::new(Stage::Processor, [], &args);
         std::fs::remove_file(&path).unwrap();
         let settings: Settings = layers.unwrap().extract().unwrap();
-        assert_eq!(settings.dedup_window, 3);
+        assert_eq!((settings.dedup_window, settings.max_states), (3, 2));
         assert!(matches!(args.command, Some(Command::Replay { .. })));
     }
 }

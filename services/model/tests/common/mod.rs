@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use pulsewire_model::parse::{KindRule, Parser};
+use pulsewire_model::state::StateTable;
 
 /// `tests/data/` of this crate: tables of expected results.
 pub fn tests_data() -> PathBuf {
@@ -42,11 +43,21 @@ pub fn parser() -> Parser {
     Parser::new(kinds())
 }
 
-/// `dedup_window` of `[services.processor]`.
-pub fn dedup_window() -> usize {
+/// A setting of `[services.processor]`.
+fn processor_setting(name: &str) -> usize {
     let text = std::fs::read_to_string(provisioning().join("pipeline.toml")).unwrap();
     let pipeline: toml::Table = text.parse().unwrap();
-    pipeline["services"]["processor"]["dedup_window"]
+    pipeline["services"]["processor"][name]
         .as_integer()
         .unwrap() as usize
+}
+
+/// `dedup_window` of `[services.processor]`.
+pub fn dedup_window() -> usize {
+    processor_setting("dedup_window")
+}
+
+/// An empty state table with the processor's `dedup_window` and `max_states`.
+pub fn table() -> StateTable {
+    StateTable::new(dedup_window()).with_max_states(processor_setting("max_states"))
 }
