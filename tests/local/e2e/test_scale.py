@@ -31,6 +31,19 @@ def records_in(stage: str, instance: int) -> float:
     return sum(v for k, v in m.items() if k.startswith("pulsewire_records_in_total"))
 
 
+# What librdkafka logs when another producer took this one's transactional.id.
+FENCED = "fenced by a newer instance"
+
+
+def check_not_fenced(instances) -> None:
+    """No instance was ever fenced: none of them restarted, so only an instance sharing its
+    transactional.id could have fenced it."""
+    for stage, n in instances:
+        name = services.component(stage, n)
+        check(not processes.log_contains(name, FENCED),
+              f"{name} was fenced by another instance ({FENCED!r} in its log): two instances share a transactional.id")
+
+
 def test_two_instances_one_of_each_killed(dist) -> None:
     for stage in STAGES:
         services.start_service(stage, instance=2)
@@ -39,7 +52,8 @@ def test_two_instances_one_of_each_killed(dist) -> None:
     wait_progress(0.25, want)
     assert_midstream("the kill")
     # Both instances of each stage hold partitions and have committed from them; each
-    # transacts under its own id.
+    # transacts under its own id, so none fences another.
+    check_not_fenced((stage, n) for stage in STAGES for n in (1, 2))
     before = {}
     for stage in STAGES:
         for n in (1, 2):
@@ -56,6 +70,7 @@ def test_two_instances_one_of_each_killed(dist) -> None:
     check(exp.total == want, f"simulator wrote {exp.total} valid readings, expected {want}")
     took = wait_store(dist, exp.total)
     verify(exp)
+    check_not_fenced((stage, 3 - n) for stage, n in KILLED.items())
     # The survivors took over the killed instances' partitions: they consumed more than
     # their own share after the kill (everything the killed ones would have).
     for stage, n in KILLED.items():
