@@ -24,7 +24,9 @@ def command(stage: str, instance: int = 1) -> dict:
     base = render()["services"][stage]
     if instance == 1:
         return base
-    rendered = render()["instances"].get(stage, [])
+    rendered = render()["instances"].get(stage)
+    if rendered is None:
+        raise StackError(f"{stage} runs once: it has no instance {instance}")
     if not 1 <= instance <= len(rendered):
         raise StackError(f"{stage} instance {instance}: the stack renders instances 1..{len(rendered)} of it")
     return rendered[instance - 1]
