@@ -338,7 +338,7 @@ fn the_transactional_id_is_the_prefix_and_the_instance() {
     );
     let env = [("PULSEWIRE_INSTANCE", "host-b.2")];
     assert_eq!(id(&env, &[]).unwrap(), "pulsewire-aggregator-host-b.2");
-    // The flag wins over the variable, the variable over the file.
+    // The flag wins over the variable; the prefix is the file's unless set.
     assert_eq!(
         id(&env, &["--instance", "c_3"]).unwrap(),
         "pulsewire-aggregator-c_3"
