@@ -29,7 +29,10 @@ let
   '';
 
   workerProperties = pkgs.writeText "pulsewire-connect-worker.properties" (
-    render.toProperties (render.connectWorkerSettings { pluginPath = "${filePlugin}"; } // ccfg.settings)
+    render.toProperties (render.connectWorkerSettings {
+      pluginPath = "${filePlugin}";
+      inherit (ccfg) cluster;
+    } // ccfg.settings)
   );
 
   connectorJson = pkgs.writeText "pulsewire-connector.json" (render.connectorJson { file = ccfg.file; });
@@ -105,7 +108,7 @@ in
         ];
         environment = {
           CONNECT_URL = restUrl;
-          CONNECTOR_NAME = render.connectorName;
+          CONNECTOR_NAME = (render.connectNames ccfg.cluster).connectorName;
           CONNECTOR_CONFIG = "${connectorJson}";
           REGISTER_TIMEOUT = "600";
         };

@@ -120,6 +120,25 @@ let
   }
   // extra;
 
+  # How many instances of a consuming stage this host runs (see unitName,
+  # instanceName and instanceAddress in ./lib/pulsewire.nix).
+  instancesOption = name: {
+    instances = mkOption {
+      type = types.ints.positive;
+      default = 1;
+      example = 2;
+      description = ''
+        How many instances of pulsewire-${name} this host runs. They join one
+        consumer group and share the input's partitions (more instances than
+        partitions leaves the rest idle). Instance 1 is the unit
+        `pulsewire-${name}`, instance N `pulsewire-${name}-N`; instance N is
+        named `<networking.hostName>-N` (`--instance`, which a transactional
+        stage's transactional.id ends with) and serves metrics on the port of
+        {option}`metricsAddress` plus ${toString defaults.instancePortStride} × (N - 1).
+      '';
+    };
+  };
+
   secretOption = name: what: {
     ${name} = mkOption {
       type = types.nullOr types.path;
@@ -207,6 +226,19 @@ in
         description = "The CSV file the connector tails (and the simulator appends to). Append-only: rotating or truncating it breaks exactly-once ingestion.";
       };
       settings = extraProperties "Extra worker properties; they override the rendered ones.";
+      cluster = mkOption {
+        type = types.strMatching "[A-Za-z0-9._-]+";
+        default = config.networking.hostName;
+        defaultText = lib.literalExpression "config.networking.hostName";
+        description = ''
+          This host's Connect cluster: its worker's group.id, storage topics and
+          connector name end with `-<cluster>`. The connector reads
+          {option}`file` on this host with one task, so each host that runs
+          Connect must be a cluster of its own (the default, the host name):
+          a worker of another host in the same group could be given the task
+          and read its own, different file.
+        '';
+      };
     };
 
     simulator = stageOptions "simulator" {
@@ -218,9 +250,9 @@ in
         description = "Replay this CSV file (`--replay`) instead of generating random readings.";
       };
     };
-    aggregator = stageOptions "aggregator" { };
-    processor = stageOptions "processor" { };
-    uploader = stageOptions "uploader" { };
+    aggregator = stageOptions "aggregator" (instancesOption "aggregator");
+    processor = stageOptions "processor" (instancesOption "processor");
+    uploader = stageOptions "uploader" (instancesOption "uploader");
 
     influxdb = {
       enable = componentEnable "Whether to run and provision InfluxDB 2 (services.influxdb2) for the pipeline.";

@@ -5,6 +5,12 @@
 #   pulsewire-processor   heartrate.readings -> heartrate.stats
 #   pulsewire-uploader    heartrate.stats -> InfluxDB 2
 #
+# The three consuming stages run `instances` units each (pulsewire-<stage>,
+# then pulsewire-<stage>-2, ...), one consumer group per stage sharing the
+# input's partitions; each instance is named <host name>-<N> (--instance: the
+# aggregator's and processor's transactional.id ends with it) and serves
+# metrics on a port of its own.
+#
 # Each is Type=notify (READY once connected, WATCHDOG pings from its main
 # loop), restarts on failure or watchdog timeout, runs under its own dynamic
 # user in a tight sandbox, and logs to the journal. The command line,
@@ -28,6 +34,10 @@ let
     map (id: "pulsewire-kafka-${toString id}.service") (lib.optionals kcfg.enable kcfg.localBrokers)
     ++ lib.optional kcfg.createTopics "pulsewire-kafka-topics.service";
 
+  # Instance N of a consuming stage is unit render.unitName, named
+  # render.instanceName <host> N; the simulator runs once.
+  instances = name: if builtins.elem name render.scalableStages then cfg.${name}.instances else 1;
+
   stage =
     name:
     {
@@ -37,40 +47,55 @@ let
     }:
     let
       scfg = cfg.${name};
-      # argv, environment and stop timeout: the same function the local stack runs.
-      command = render.serviceCommand name {
-        binDir = "${cfg.package}/bin";
-        pipelinePath = "${cfg.pipelineFile}";
-        readingsFile = cfg.connect.file;
-        influxUrl = cfg.influxdb.url;
-        # %d is this unit's credentials directory.
-        influxTokenFile = "%d/influx-token";
-        replayFile = if cfg.simulator.replayFile == null then null else "${cfg.simulator.replayFile}";
-        inherit (scfg) metricsAddress logLevel extraArgs;
+      unit = instance: {
+        name = render.unitName name instance;
+        value =
+          let
+            # argv, environment and stop timeout: the same function the local stack runs.
+            command = render.serviceCommand name {
+              binDir = "${cfg.package}/bin";
+              pipelinePath = "${cfg.pipelineFile}";
+              readingsFile = cfg.connect.file;
+              influxUrl = cfg.influxdb.url;
+              # %d is this unit's credentials directory.
+              influxTokenFile = "%d/influx-token";
+              replayFile = if cfg.simulator.replayFile == null then null else "${cfg.simulator.replayFile}";
+              inherit (scfg) metricsAddress logLevel extraArgs;
+              inherit instance;
+              inherit (config.networking) hostName;
+            };
+          in
+          {
+            inherit description;
+            wantedBy = [ "multi-user.target" ];
+            after = [ "network-online.target" ] ++ deps;
+            wants = [ "network-online.target" ] ++ deps;
+            environment = command.environment // scfg.environment;
+            serviceConfig =
+              native
+              // {
+                Type = "notify";
+                NotifyAccess = "main";
+                # The services ping from their main loop at half this interval.
+                WatchdogSec = "30s";
+                Restart = "on-failure";
+                RestartSec = "5s";
+                TimeoutStopSec = "${toString command.stopTimeout}s";
+                ExecStart = lib.escapeShellArgs command.argv;
+              }
+              // serviceConfig;
+          };
       };
     in
-    lib.mkIf scfg.enable {
-      "pulsewire-${name}" = {
-        inherit description;
-        wantedBy = [ "multi-user.target" ];
-        after = [ "network-online.target" ] ++ deps;
-        wants = [ "network-online.target" ] ++ deps;
-        environment = command.environment // scfg.environment;
-        serviceConfig =
-          native
-          // {
-            Type = "notify";
-            NotifyAccess = "main";
-            # The services ping from their main loop at half this interval.
-            WatchdogSec = "30s";
-            Restart = "on-failure";
-            RestartSec = "5s";
-            TimeoutStopSec = "${toString command.stopTimeout}s";
-            ExecStart = lib.escapeShellArgs command.argv;
-          }
-          // serviceConfig;
-      };
-    };
+    lib.mkIf scfg.enable (builtins.listToAttrs (map unit (render.range 1 (instances name))));
+
+  # Every enabled instance's metrics address, for the uniqueness assertion.
+  metricsAddresses = lib.concatMap (
+    name:
+    lib.optionals cfg.${name}.enable (
+      map (render.instanceAddress cfg.${name}.metricsAddress) (render.range 1 (instances name))
+    )
+  ) render.stages;
 in
 {
   config = lib.mkIf (lib.any (s: cfg.${s}.enable) [
@@ -79,6 +104,17 @@ in
     "processor"
     "uploader"
   ]) {
+    assertions = [
+      {
+        assertion = lib.allUnique metricsAddresses;
+        message = "services.pulsewire: two stage instances would serve metrics on one address (${lib.concatStringsSep ", " metricsAddresses}); instance N listens on its stage's metricsAddress port + ${toString render.instancePortStride} × (N - 1)";
+      }
+      {
+        assertion = config.networking.hostName != "";
+        message = "services.pulsewire: networking.hostName is empty; the stages' instance names (and transactional ids) and Connect's cluster are derived from it, so set it, unique per host";
+      }
+    ];
+
     systemd.services = lib.mkMerge [
       (stage "simulator" {
         description = "Pulsewire sensor simulator (appends CSV readings)";

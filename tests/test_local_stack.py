@@ -56,3 +56,22 @@ def test_a_port_offset_moves_every_port_and_the_lock(tmp_path):
     assert (rest, store, metrics) == (18083, 18086, 19301)
     assert sorted(ports) == sorted(p + 10000 for p in stack.render_ports())
     assert lock == "stack-10000.lock"
+
+
+def test_instance_two_has_its_own_name_and_metrics_port():
+    # As the appliance's unit pulsewire-<stage>-2 on host "localhost" (nixos/pipeline.nix).
+    for stage in ("aggregator", "processor"):
+        port = settings.PIPELINE["services"][stage]["metrics_port"]
+        assert services.command(stage)["argv"][1:] == ["--metrics-addr", f"127.0.0.1:{port}", "--instance", "localhost-1"]
+        assert services.command(stage, 2)["argv"][1:] == [
+            "--metrics-addr", f"127.0.0.1:{port + 100}", "--instance", "localhost-2"]
+        assert services.metrics_port(stage, 2) == port + 100
+        assert services.command(stage, 2)["environment"] == services.command(stage)["environment"]
+        assert (services.component(stage), services.component(stage, 2)) == (stage, f"{stage}-2")
+    assert services.metrics_port("uploader", 2) == settings.PIPELINE["services"]["uploader"]["metrics_port"] + 100
+    try:
+        services.command("simulator", 2)
+    except settings.StackError as e:
+        assert str(e) == "simulator runs once: it has no instance 2"
+    else:
+        raise AssertionError("a second simulator was rendered")

@@ -165,11 +165,36 @@ rec {
 
   connect = pipeline.connect;
 
+  # The names of one Connect cluster. The FileStreamSource reads a file local
+  # to its worker's host (tasks.max = 1), so every host that runs Connect is a
+  # cluster of its own: with `cluster` (the NixOS modules pass the host name)
+  # its group, storage topics and connector are suffixed with it, and no other
+  # host's worker can join that group and be handed the file's task. null
+  # keeps pipeline.toml's names (the local stack: one host, one worker).
+  connectNames =
+    cluster:
+    let
+      suffix = if cluster == null then "" else "-${cluster}";
+    in
+    {
+      groupId = connect.group_id + suffix;
+      configTopic = connect.config_topic + suffix;
+      offsetTopic = connect.offset_topic + suffix;
+      statusTopic = connect.status_topic + suffix;
+      connectorName = connect.connector_name + suffix;
+    };
+
   connectWorkerSettings =
-    { pluginPath }:
+    {
+      pluginPath,
+      cluster ? null,
+    }:
+    let
+      names = connectNames cluster;
+    in
     {
       "bootstrap.servers" = bootstrapServers;
-      "group.id" = connect.group_id;
+      "group.id" = names.groupId;
       "listeners" = "HTTP://${hostPort kafka.host connect.rest_port}";
       "rest.advertised.host.name" = kafka.host;
       "rest.advertised.port" = toString connect.rest_port;
@@ -181,12 +206,12 @@ rec {
       "exactly.once.source.support" = "enabled";
       # Any line the raw topic takes, the producer sends (pipeline.toml [topics.raw]).
       "producer.max.request.size" = (topicByKey "raw").configs."max.message.bytes";
-      "config.storage.topic" = connect.config_topic;
+      "config.storage.topic" = names.configTopic;
       "config.storage.replication.factor" = toString replicationFactor;
-      "offset.storage.topic" = connect.offset_topic;
+      "offset.storage.topic" = names.offsetTopic;
       "offset.storage.replication.factor" = toString replicationFactor;
       "offset.storage.partitions" = "3";
-      "status.storage.topic" = connect.status_topic;
+      "status.storage.topic" = names.statusTopic;
       "status.storage.replication.factor" = toString replicationFactor;
       "status.storage.partitions" = "3";
       "offset.flush.interval.ms" = "1000";
@@ -194,7 +219,7 @@ rec {
 
   connectWorkerProperties = args: toProperties (connectWorkerSettings args);
 
-  connectorName = connect.connector_name;
+  connectorName = (connectNames null).connectorName;
 
   # Body of PUT /connectors/<connectorName>/config.
   connectorConfig =
@@ -300,11 +325,17 @@ rec {
       influxUrl ? "http://${kafka.host}:${toString pipeline.influxdb.port}",
       influxTokenFile ? null,
       replayFile ? null,
+      # The address of instance 1; instance N's port is derived (instanceAddress).
       metricsAddress ? "127.0.0.1:${toString pipeline.services.${stage}.metrics_port}",
       logLevel ? "info",
       extraArgs ? [ ],
+      # Which instance of the stage (1-based) and the host it runs on: its
+      # instance name, transactional.id and metrics port follow from them.
+      instance ? 1,
+      hostName ? "localhost",
     }:
     let
+      transactional = builtins.elem stage transactionalStages;
       stageArgs = {
         simulator = [
           "--output"
@@ -329,8 +360,17 @@ rec {
       argv = [
         "${binDir}/pulsewire-${stage}"
         "--metrics-addr"
-        metricsAddress
+        (instanceAddress metricsAddress instance)
       ]
+      ++ (
+        if transactional then
+          [
+            "--instance"
+            (instanceName hostName instance)
+          ]
+        else
+          [ ]
+      )
       ++ stageArgs.${stage}
       ++ extraArgs;
       environment = {
@@ -348,4 +388,42 @@ rec {
     "processor"
     "uploader"
   ];
+
+  # The stages that consume in a group and so may run as several instances
+  # sharing the input's partitions; the simulator writes the one file.
+  scalableStages = [
+    "aggregator"
+    "processor"
+    "uploader"
+  ];
+
+  # The stages that commit Kafka transactions: each instance needs its own
+  # transactional.id, `<prefix>-<instance name>` (--instance).
+  transactionalStages = [
+    "aggregator"
+    "processor"
+  ];
+
+  # Instance N of a stage on a host: `<host>-<N>`, unique over hosts and
+  # instances, and stable across restarts (a restart fences its own zombie).
+  instanceName = host: n: "${host}-${toString n}";
+
+  # Instance N's unit: instance 1 keeps the stage's name.
+  unitName = stage: n: if n == 1 then "pulsewire-${stage}" else "pulsewire-${stage}-${toString n}";
+
+  # Instance N's metrics port: instance 1's plus (N-1) * instancePortStride,
+  # a stride past every other port of the pipeline's metrics range.
+  instancePortStride = 100;
+  instancePort = stage: n: pipeline.services.${stage}.metrics_port + instancePortStride * (n - 1);
+  instanceAddress =
+    address: n:
+    let
+      parts = builtins.match "(.*):([0-9]+)" address;
+    in
+    if parts == null then
+      throw "pulsewire: metrics address `${address}` is not host:port"
+    else
+      "${builtins.elemAt parts 0}:${
+        toString (builtins.fromJSON (builtins.elemAt parts 1) + instancePortStride * (n - 1))
+      }";
 }

@@ -169,7 +169,8 @@ h.run [
     in
     contains "-X PUT" script
     && contains "until" script
-    && units.pulsewire-connect-register.environment.CONNECTOR_NAME == pipeline.connect.connector_name
+    # This host's own Connect cluster (the default host name "nixos").
+    && units.pulsewire-connect-register.environment.CONNECTOR_NAME == "${pipeline.connect.connector_name}-nixos"
     && units.pulsewire-connect-register.environment.CONNECT_URL == "http://127.0.0.1:${toString pipeline.connect.rest_port}"
     && units.pulsewire-connect-register.environment.CONNECTOR_CONFIG == "${appliance.environment.etc."pulsewire/connector.json".source}"
     && builtins.elem "pulsewire-connect.service" units.pulsewire-connect-register.after
@@ -224,6 +225,7 @@ h.run [
           pipelinePath = units."pulsewire-${s}".environment.PULSEWIRE_PIPELINE;
           influxTokenFile = "%d/influx-token";
           replayFile = "${../../provisioning/data/seed-readings.csv}";
+          hostName = "nixos";
         };
       in
       exec "pulsewire-${s}" == lib.escapeShellArgs c.argv

@@ -195,8 +195,8 @@ h.run [
   (check "service commands: binary, metrics address from pipeline.toml, then the stage's flags" (
     map (s: (command s).argv) p.stages == [
       [ "/src/target/debug/pulsewire-simulator" "--metrics-addr" "127.0.0.1:9304" "--output" "/src/state/readings.csv" ]
-      [ "/src/target/debug/pulsewire-aggregator" "--metrics-addr" "127.0.0.1:9301" ]
-      [ "/src/target/debug/pulsewire-processor" "--metrics-addr" "127.0.0.1:9302" ]
+      [ "/src/target/debug/pulsewire-aggregator" "--metrics-addr" "127.0.0.1:9301" "--instance" "localhost-1" ]
+      [ "/src/target/debug/pulsewire-processor" "--metrics-addr" "127.0.0.1:9302" "--instance" "localhost-1" ]
       [
         "/src/target/debug/pulsewire-uploader"
         "--metrics-addr"
@@ -230,7 +230,34 @@ h.run [
     shifted.bootstrapServers == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
     && shifted.allPorts == map (x: x + 10000) p.allPorts
     && shifted.connect.group_id == p.connect.group_id
-    && (shifted.serviceCommand "processor" local).argv == [ "/src/target/debug/pulsewire-processor" "--metrics-addr" "127.0.0.1:19302" ]
+    && (shifted.serviceCommand "processor" local).argv == [ "/src/target/debug/pulsewire-processor" "--metrics-addr" "127.0.0.1:19302" "--instance" "localhost-1" ]
     && (shifted.serviceCommand "uploader" local).environment.PULSEWIRE_BOOTSTRAP_SERVERS == shifted.bootstrapServers
+  ))
+  (check "instances: N's name, unit and metrics port follow from the host and N" (
+    let
+      second = s: p.serviceCommand s (local // { instance = 2; hostName = "host-a"; });
+    in
+    (second "aggregator").argv == [ "/src/target/debug/pulsewire-aggregator" "--metrics-addr" "127.0.0.1:9401" "--instance" "host-a-2" ]
+    && (second "processor").argv == [ "/src/target/debug/pulsewire-processor" "--metrics-addr" "127.0.0.1:9402" "--instance" "host-a-2" ]
+    # The uploader commits no transaction: a port of its own, no instance flag.
+    && (second "uploader").argv == [ "/src/target/debug/pulsewire-uploader" "--metrics-addr" "127.0.0.1:9403" "--influx-url" "http://127.0.0.1:8086" "--influx-token-file" "/src/state/secrets/uploader-token" ]
+    && map (p.unitName "processor") [ 1 2 3 ] == [ "pulsewire-processor" "pulsewire-processor-2" "pulsewire-processor-3" ]
+    && p.instanceAddress "[::1]:9301" 3 == "[::1]:9501"
+    && !(builtins.tryEval (p.instanceAddress "nowhere" 2)).success
+  ))
+  (check "connect: a cluster per host, pipeline.toml's names without one" (
+    let
+      worker = cluster: p.connectWorkerSettings { pluginPath = "/plugins"; inherit cluster; };
+      a = worker "host-a";
+      own = worker null;
+    in
+    a."group.id" == "pulsewire-connect-host-a"
+    && a."config.storage.topic" == "pulsewire-connect-configs-host-a"
+    && a."offset.storage.topic" == "pulsewire-connect-offsets-host-a"
+    && a."status.storage.topic" == "pulsewire-connect-status-host-a"
+    && (p.connectNames "host-a").connectorName == "pulsewire-readings-file-host-a"
+    && own."group.id" == p.connect.group_id
+    && own."offset.storage.topic" == p.connect.offset_topic
+    && p.connectorName == p.connect.connector_name
   ))
 ]

@@ -41,8 +41,8 @@ pub use pipeline::{
     PipelineSource, Processor, Services, Simulator, Stage, Topic, Topics, Uploader, PIPELINE_TOML,
 };
 pub use values::{
-    de, parse_bootstrap, parse_millis, parse_name, parse_positive, parse_properties,
-    parse_property, parse_socket_addr, parse_url, Properties,
+    de, parse_bootstrap, parse_instance, parse_millis, parse_name, parse_positive,
+    parse_properties, parse_property, parse_socket_addr, parse_url, Properties, MAX_INSTANCE_LEN,
 };
 
 /// `127.0.0.1:<port>`, the default of a service's `--metrics-addr`: the

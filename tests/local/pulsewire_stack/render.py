@@ -17,7 +17,7 @@ from .settings import (CACHE, PIPELINE_FILE, PORT_OFFSET, RENDERER, REPO, SECRET
                        readings_file)
 
 _EXPR = r"""
-{ renderer, pipelineFile, portOffset, stateDir, pluginPath, file, binDir, tokenFile }:
+{ renderer, pipelineFile, portOffset, stateDir, pluginPath, file, binDir, tokenFile, instances }:
 let
   l = import (/. + renderer) { pipelineFile = /. + pipelineFile; portOffset = builtins.fromJSON portOffset; };
 in {
@@ -42,8 +42,23 @@ in {
       influxTokenFile = tokenFile;
     } // { metricsPort = l.pipeline.services.${stage}.metrics_port; };
   }) l.stages);
+  # Instances 1..instances of each stage that may run several (nixos/pipeline.nix's units
+  # pulsewire-<stage>, pulsewire-<stage>-2, ...), as the appliance's host "localhost" runs them.
+  instances = builtins.listToAttrs (map (stage: {
+    name = stage;
+    value = map (n: l.serviceCommand stage {
+      inherit binDir;
+      pipelinePath = pipelineFile;
+      readingsFile = file;
+      influxTokenFile = tokenFile;
+      instance = n;
+    } // { metricsPort = l.instancePort stage n; }) (l.range 1 (builtins.fromJSON instances));
+  }) l.scalableStages);
 }
 """
+
+# How many instances of each scalable stage the stack can start (services.start_service).
+INSTANCES = 2
 
 # The uploader's write-only token, as the appliance hands it over with LoadCredential.
 UPLOADER_TOKEN = token_path(SECRETS, "pulsewire-uploader")
@@ -70,6 +85,7 @@ def render(fresh: bool = False) -> dict:
     args = {
         "renderer": RENDERER, "pipelineFile": PIPELINE_FILE, "portOffset": PORT_OFFSET, "stateDir": STATE,
         "pluginPath": plugin_path, "file": readings_file(), "binDir": bin_dir(), "tokenFile": UPLOADER_TOKEN,
+        "instances": INSTANCES,
     }
     cmd = ["nix-instantiate", "--eval", "--strict", "--json", "-E", _EXPR]
     for name, value in args.items():

@@ -74,7 +74,7 @@ def render_ports(with_store: bool = True) -> list[int]:
     r = render()
     ports = [p for b in r["brokers"] for p in (b["port"], b["controllerPort"])]
     ports += [r["restPort"]] + ([r["influxdb"]["port"]] if with_store else [])
-    ports += [metrics_port(s) for s in SERVICES]
+    ports += [c["metricsPort"] for s in SERVICES for c in r["instances"].get(s, [render()["services"][s]])]
     return ports
 
 
@@ -106,7 +106,8 @@ def down(purge: bool = False, broker_timeout: float | None = None) -> list[str]:
     for n in order:
         if running_pid(n):
             # A stage gets its unit's TimeoutStopSec before SIGKILL, as under systemd.
-            stop(n, timeout=stop_timeout(n) if n in (*SERVICES, "simulator") else 30)
+            stage = n.split("-")[0]  # instance N of a stage is `<stage>-N`
+            stop(n, timeout=stop_timeout(stage) if stage in (*SERVICES, "simulator") else 30)
             stopped.append(n)
         else:
             pidfile(n).unlink(missing_ok=True)

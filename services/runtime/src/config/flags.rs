@@ -1,7 +1,8 @@
 //! The command-line flags the stages share, as clap structs a stage flattens
 //! into its own, each holding the one before: [`StageFlags`] (every binary),
 //! [`ConsumerFlags`] (the three that consume a topic: + group and batches) and
-//! [`TxnFlags`] (the two that commit Kafka transactions: + transactional id).
+//! [`TxnFlags`] (the two that commit Kafka transactions: + their instance
+//! name and transactional id prefix).
 //! A stage takes the one that has exactly the flags it can use.
 //!
 //! These are the raw flags (ripgrep's "low" arguments): `None` unless given.
@@ -82,15 +83,23 @@ pub struct ConsumerFlags {
     pub batch_idle_ms: Option<u64>,
 }
 
-/// The flag of a stage that commits Kafka transactions.
+/// The flags of a stage that commits Kafka transactions.
 #[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct TxnFlags {
     #[command(flatten)]
     #[serde(flatten)]
     pub consumer: ConsumerFlags,
 
-    /// Kafka transactional.id. Must be unique per running instance and stable
-    /// across restarts: a restarted instance fences its killed predecessor by it.
+    /// What every instance's Kafka transactional.id starts with; the
+    /// transactional.id is `<prefix>-<instance>`.
     #[arg(long, value_name = "ID", value_parser = values::parse_name)]
-    pub transactional_id: Option<String>,
+    pub transactional_id_prefix: Option<String>,
+
+    /// This instance's name (letters, digits, `.`, `_`, `-`): unique among
+    /// the running instances of the stage, on every host, and the same
+    /// across restarts of one instance, which then fences its killed
+    /// predecessor by it. Required: no default is safe for two instances on
+    /// one host (the NixOS units pass `<host name>-<n>`).
+    #[arg(long, value_name = "NAME", value_parser = values::parse_instance)]
+    pub instance: Option<String>,
 }

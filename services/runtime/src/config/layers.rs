@@ -239,9 +239,33 @@ impl ConsumerSettings {
     }
 }
 
+/// The variable of `--instance`, named when neither is given.
+const INSTANCE_ENV: &str = "PULSEWIRE_INSTANCE";
+
 /// What every transactional stage runs with besides its group.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TxnSettings {
     #[serde(deserialize_with = "de::name")]
-    pub transactional_id: String,
+    pub transactional_id_prefix: String,
+    #[serde(default, deserialize_with = "de::optional_instance")]
+    pub instance: Option<String>,
+}
+
+impl TxnSettings {
+    /// This instance's Kafka transactional.id: `<prefix>-<instance>`. One
+    /// per instance, as KIP-447 allows: the instances share the input through
+    /// the consumer group, and a zombie of another instance is fenced by the
+    /// group generation its offsets carry (`send_offsets_to_transaction`), a
+    /// zombie of this one by the id itself (`init_transactions`).
+    pub fn transactional_id(&self) -> anyhow::Result<String> {
+        let instance = self.instance.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no instance name: pass --instance NAME or set {INSTANCE_ENV}, unique among \
+                 the running instances of this stage and the same across its restarts \
+                 (its transactional.id is {}-NAME)",
+                self.transactional_id_prefix
+            )
+        })?;
+        Ok(format!("{}-{instance}", self.transactional_id_prefix))
+    }
 }

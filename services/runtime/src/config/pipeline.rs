@@ -81,8 +81,9 @@ with_consumer_fields! {
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Aggregator {
+        /// What each instance's transactional.id starts with.
         #[serde(deserialize_with = "de::name")]
-        pub transactional_id: String,
+        pub transactional_id_prefix: String,
         pub metrics_port: u16,
         /// The longest accepted line, for the aggregator and for `replay`.
         #[serde(deserialize_with = "de::positive")]
@@ -106,8 +107,9 @@ with_consumer_fields! {
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Processor {
+        /// What each instance's transactional.id starts with.
         #[serde(deserialize_with = "de::name")]
-        pub transactional_id: String,
+        pub transactional_id_prefix: String,
         pub metrics_port: u16,
         #[serde(deserialize_with = "de::positive")]
         pub dedup_window: usize,

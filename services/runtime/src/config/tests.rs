@@ -315,3 +315,72 @@ fn token_file_errors_name_flag_and_path() {
     );
     std::fs::remove_file(&dir).unwrap();
 }
+
+#[derive(Debug, clap::Parser, serde::Serialize)]
+struct TxnProbe {
+    #[command(flatten)]
+    #[serde(flatten)]
+    flags: TxnFlags,
+}
+
+fn txn(env: &[(&str, &str)], args: &[&str]) -> anyhow::Result<TxnSettings> {
+    let flags = TxnProbe::try_parse_from(std::iter::once("probe").chain(args.iter().copied()))?;
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Layers::new(Stage::Aggregator, env, &flags)?.extract()
+}
+
+#[test]
+fn the_transactional_id_is_the_prefix_and_the_instance() {
+    let id = |env: &[(&str, &str)], args: &[&str]| txn(env, args)?.transactional_id();
+    assert_eq!(
+        id(&[], &["--instance", "host-a-1"]).unwrap(),
+        "pulsewire-aggregator-host-a-1"
+    );
+    let env = [("PULSEWIRE_INSTANCE", "host-b.2")];
+    assert_eq!(id(&env, &[]).unwrap(), "pulsewire-aggregator-host-b.2");
+    // The flag wins over the variable; the prefix is the file's unless set.
+    assert_eq!(
+        id(&env, &["--instance", "c_3"]).unwrap(),
+        "pulsewire-aggregator-c_3"
+    );
+    let prefix = [("PULSEWIRE_TRANSACTIONAL_ID_PREFIX", "p")];
+    assert_eq!(id(&prefix, &["--instance", "x"]).unwrap(), "p-x");
+    // Two instances, two ids: neither fences the other.
+    assert_ne!(
+        id(&[], &["--instance", "a"]).unwrap(),
+        id(&[], &["--instance", "b"]).unwrap()
+    );
+}
+
+#[test]
+fn a_missing_or_unsafe_instance_stops_the_stage_naming_it() {
+    let err = txn(&[], &[]).unwrap().transactional_id().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no instance name: pass --instance NAME or set PULSEWIRE_INSTANCE, unique among the \
+         running instances of this stage and the same across its restarts (its \
+         transactional.id is pulsewire-aggregator-NAME)"
+    );
+    let err = txn(&[], &["--instance", "a/b"]).unwrap_err().to_string();
+    assert!(
+        err.contains("--instance") && err.contains("`a/b` has '/'"),
+        "{err}"
+    );
+    let err = txn(&[("PULSEWIRE_INSTANCE", "a b")], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("PULSEWIRE_INSTANCE") && err.contains("`a b` has ' '"),
+        "{err}"
+    );
+    let err = txn(&[("PULSEWIRE_INSTANCE", "")], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("PULSEWIRE_INSTANCE") && err.contains("must not be empty"));
+    let long = "x".repeat(MAX_INSTANCE_LEN + 1);
+    assert_eq!(
+        parse_instance(&long),
+        Err(format!("must be at most {MAX_INSTANCE_LEN} characters"))
+    );
+    assert_eq!(parse_instance(&long[1..]), Ok(long[1..].to_string()));
+}

@@ -112,6 +112,28 @@ pub fn parse_name(value: &str) -> Result<String, String> {
     }
 }
 
+/// The longest instance name: with a prefix it stays a readable
+/// transactional.id and systemd unit name.
+pub const MAX_INSTANCE_LEN: usize = 64;
+
+/// clap parser: an instance name, 1 to [`MAX_INSTANCE_LEN`] of ASCII letters,
+/// digits, `.`, `_` and `-`: safe in a transactional.id, a unit name and a log
+/// line alike.
+pub fn parse_instance(value: &str) -> Result<String, String> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if value.is_empty() {
+        Err("must not be empty".into())
+    } else if value.len() > MAX_INSTANCE_LEN {
+        Err(format!("must be at most {MAX_INSTANCE_LEN} characters"))
+    } else if let Some(bad) = value.chars().find(|&c| !safe(c)) {
+        Err(format!(
+            "`{value}` has {bad:?}: only letters, digits, `.`, `_` and `-` are allowed"
+        ))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
 /// clap parser: an http(s) URL with a host (the InfluxDB client would panic
 /// on less); a trailing `/` is dropped.
 pub fn parse_url(value: &str) -> Result<String, String> {
@@ -185,6 +207,12 @@ pub mod de {
         socket_addr -> SocketAddr = parse_socket_addr;
         bootstrap -> String = parse_bootstrap;
         url -> String = parse_url;
+        instance -> String = parse_instance;
+    }
+
+    /// An optional [`instance`]: absent stays `None`.
+    pub fn optional_instance<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        instance(d).map(Some)
     }
 
     /// `PULSEWIRE_KAFKA_PROPERTIES` is one text; repeated flags are a list.

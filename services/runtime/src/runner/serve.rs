@@ -25,13 +25,13 @@ impl TransactionalStage {
     /// runtime.
     pub fn start(layers: &Layers, name: &str, input_topic: &str) -> anyhow::Result<Self> {
         let consumer: ConsumerSettings = layers.extract()?;
-        let txn: TxnSettings = layers.extract()?;
+        let transactional_id = layers.extract::<TxnSettings>()?.transactional_id()?;
         let common = layers.start()?;
         let spec = StageSpec {
             name: name.into(),
             input_topic: input_topic.into(),
             group_id: consumer.group_id.clone(),
-            transactional_id: Some(txn.transactional_id),
+            transactional_id: Some(transactional_id),
             limits: consumer.limits(),
         };
         Ok(Self {
