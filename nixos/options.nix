@@ -227,16 +227,23 @@ in
       };
       settings = extraProperties "Extra worker properties; they override the rendered ones.";
       cluster = mkOption {
-        type = types.strMatching "[A-Za-z0-9._-]+";
-        default = config.networking.hostName;
-        defaultText = lib.literalExpression "config.networking.hostName";
+        type = types.nullOr (types.strMatching "[A-Za-z0-9._-]+");
+        # Every broker here: one host, one Connect cluster, under the names an
+        # existing appliance already has (its file offsets stay valid).
+        default =
+          if cfg.kafka.enable && lib.all (b: lib.elem b.id cfg.kafka.localBrokers) cfg.kafka.brokers then
+            null
+          else
+            config.networking.hostName;
+        defaultText = lib.literalMD "`null` when every broker runs on this host, else `config.networking.hostName`";
         description = ''
           This host's Connect cluster: its worker's group.id, storage topics and
-          connector name end with `-<cluster>`. The connector reads
-          {option}`file` on this host with one task, so each host that runs
-          Connect must be a cluster of its own (the default, the host name):
-          a worker of another host in the same group could be given the task
-          and read its own, different file.
+          connector name end with `-<cluster>` (`null`: pipeline.toml's names
+          as they are). The connector reads {option}`file` on this host with
+          one task, so each host that runs Connect must be a cluster of its
+          own (the default on a host that shares its brokers with others: the
+          host name); a worker of another host in the same group could be
+          given the task and read its own, different file.
         '';
       };
     };

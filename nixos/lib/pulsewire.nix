@@ -167,10 +167,11 @@ rec {
 
   # The names of one Connect cluster. The FileStreamSource reads a file local
   # to its worker's host (tasks.max = 1), so every host that runs Connect is a
-  # cluster of its own: with `cluster` (the NixOS modules pass the host name)
-  # its group, storage topics and connector are suffixed with it, and no other
-  # host's worker can join that group and be handed the file's task. null
-  # keeps pipeline.toml's names (the local stack: one host, one worker).
+  # cluster of its own: with `cluster` (the NixOS modules pass the host name
+  # when the brokers span hosts) its group, storage topics and connector are
+  # suffixed with it, and no other host's worker can join that group and be
+  # handed the file's task. null keeps pipeline.toml's names (one host with
+  # every broker, and the local stack).
   connectNames =
     cluster:
     let

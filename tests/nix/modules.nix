@@ -169,8 +169,8 @@ h.run [
     in
     contains "-X PUT" script
     && contains "until" script
-    # This host's own Connect cluster (the default host name "nixos").
-    && units.pulsewire-connect-register.environment.CONNECTOR_NAME == "${pipeline.connect.connector_name}-nixos"
+    # One host with every broker: pipeline.toml's connector name, as before clusters.
+    && units.pulsewire-connect-register.environment.CONNECTOR_NAME == pipeline.connect.connector_name
     && units.pulsewire-connect-register.environment.CONNECT_URL == "http://127.0.0.1:${toString pipeline.connect.rest_port}"
     && units.pulsewire-connect-register.environment.CONNECTOR_CONFIG == "${appliance.environment.etc."pulsewire/connector.json".source}"
     && builtins.elem "pulsewire-connect.service" units.pulsewire-connect-register.after

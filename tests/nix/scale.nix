@@ -61,8 +61,10 @@ let
         }
       ) (builtins.filter (l: l != "") (lib.splitString "\n" (worker cfg).text))
     );
-  a = props (host "host-a" { });
-  b = props (host "host-b" { });
+  # Two hosts sharing the brokers, one each here; and a host with them all.
+  a = props (host "host-a" { services.pulsewire.kafka.localBrokers = [ 1 ]; });
+  b = props (host "host-b" { services.pulsewire.kafka.localBrokers = [ 2 ]; });
+  alone = host "host-a" { };
 in
 h.run [
   (check "instances: two units per consuming stage, the first keeps the stage's name" (
@@ -111,7 +113,13 @@ h.run [
       "offset.storage.topic"
       "status.storage.topic"
     ]
-    && (host "host-b" { }).systemd.services.pulsewire-connect-register.environment.CONNECTOR_NAME
+    && (host "host-b" { services.pulsewire.kafka.localBrokers = [ 2 ]; })
+      .systemd.services.pulsewire-connect-register.environment.CONNECTOR_NAME
     == "${pipeline.connect.connector_name}-host-b"
+  ))
+  (check "connect: a host with every broker keeps pipeline.toml's names (an upgrade keeps its file offsets)" (
+    (props alone)."group.id" == pipeline.connect.group_id
+    && (props alone)."offset.storage.topic" == pipeline.connect.offset_topic
+    && alone.systemd.services.pulsewire-connect-register.environment.CONNECTOR_NAME == pipeline.connect.connector_name
   ))
 ]
