@@ -1,22 +1,27 @@
-# InfluxDB 2 through nixpkgs' services.influxdb2 provisioning: the org and
-# bucket (with its retention) from pipeline.toml, the operator login, a
-# write-only token for the uploader and a read-only token for Grafana.
+# InfluxDB 2: nixpkgs' services.influxdb2 runs the server; Pulsewire sets it
+# up itself, with provisioning/influxdb/setup (the script the local stack runs
+# too): the org and bucket from pipeline.toml, the rollup bucket, the operator
+# login, a write-only token for the uploader and a read-only one for Grafana.
 #
-# Who reads the secrets: nixpkgs' module hands the admin password and token to
-# the unit through LoadCredential (systemd reads them as root), but its
-# post-start provisioning opens every provision.users.<u>.passwordFile, and
-# its preStart token manipulator every auths.<a>.tokenFile, itself, as the
-# influxdb2 user. So each of those is given the unit's credential
-# (/run/credentials/influxdb2.service/<name>, readable by influxdb2 only), never
-# the root-only file of secrets.nix or of the operator.
+# Not nixpkgs' provisioning: it passes the admin password and token as
+# arguments (`influx setup --password/--token` on first boot, the token to its
+# provisioning tool on every start), readable by any local user in
+# /proc/<pid>/cmdline, and it sets up a server that already listens, so anyone
+# who reaches it first could complete the setup. Here:
 #
-# First boot: the module creates the tokens with random values, restarts
-# itself and only then writes ours into its database. pulsewire-influxdb-ready
-# waits until both tokens really work; the uploader and Grafana start after it.
+#   pulsewire-influxdb-setup (before influxdb2, at every boot) starts influxd on
+#   the same data in a private network namespace that nothing else can reach,
+#   runs the setup script with every secret in a file (request bodies and
+#   headers, never argv), and stops it. InfluxDB's API cannot take a chosen
+#   token, so the clients' tokens are InfluxDB's own: the job's root step
+#   copies them into the secrets directory (0400 root), from where systemd
+#   hands them to the uploader, Grafana and pulsewire-influxdb-ready.
+#   influxdb2 then starts set up, without /debug/pprof and /metrics.
+#   pulsewire-influxdb-ready waits until both tokens really work; the uploader
+#   and Grafana start after it.
 #
-# The batch layer: the rollup bucket (longer retention) is provisioned here, its
-# tasks (rendered from provisioning/influxdb/rollup.flux) by the
-# pulsewire-influxdb-tasks unit, which nixpkgs' module does not do.
+# The batch layer: the rollup tasks (rendered from provisioning/influxdb/
+# rollup.flux) are synced by the pulsewire-influxdb-tasks unit.
 {
   config,
   lib,
@@ -27,23 +32,67 @@ let
   cfg = config.services.pulsewire;
   icfg = cfg.influxdb;
   render = import ./lib/render.nix cfg;
-  inherit (render.influxdb)
-    org
-    bucket
-    retention_seconds
-    username
-    auths
-    rollups
-    ;
+  inherit (render.influxdb) org bucket rollups;
   secrets = import ./lib/secret-paths.nix cfg;
-  inherit (import ./lib/hardening.nix) oneshot;
+  inherit (import ./lib/hardening.nix) common oneshot;
 
-  credentials = "/run/credentials/influxdb2.service";
-  # One credential per token of render.influxdb.auths, named like the auth.
-  tokenCredentials = {
+  # The scripts and the api.bash they source, as one directory.
+  scripts = ../provisioning/influxdb;
+
+  # What the setup script sets up: the renderer's facts, with the retentions
+  # of the options.
+  facts = pkgs.writeText "pulsewire-influxdb.json" (
+    builtins.toJSON (
+      removeAttrs render.influxdb [ "rollups" ]
+      // {
+        retention_seconds = icfg.retention;
+        rollups = removeAttrs rollups [ "tasks" ] // {
+          retention_seconds = icfg.rollupRetention;
+        };
+      }
+    )
+  );
+
+  # Where each client token ends up: one per render.influxdb.auths entry.
+  tokenSecrets = {
     pulsewire-uploader = secrets.influxUploaderToken;
     pulsewire-grafana = secrets.influxGrafanaToken;
   };
+
+  privateUrl = "http://127.0.0.1:${toString icfg.port}";
+
+  # As the influxdb2 user, in a network namespace of its own: influxd on the
+  # store's data, set up through its API, then stopped.
+  setupScript = pkgs.writeShellScript "pulsewire-influxdb-setup" ''
+    set -euo pipefail
+    influxd --bolt-path "$STATE_DIRECTORY/influxd.bolt" --engine-path "$STATE_DIRECTORY/engine" \
+      --http-bind-address 127.0.0.1:${toString icfg.port} --reporting-disabled --log-level warn &
+    influxd=$!
+    trap 'kill "$influxd"; wait "$influxd" || true' EXIT
+    deadline=$((SECONDS + 120))
+    until curl -sf -o /dev/null ${privateUrl}/health; do
+      if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$influxd" 2>/dev/null; then
+        echo "pulsewire-influxdb-setup: influxd did not answer /health" >&2
+        exit 1
+      fi
+      sleep 0.5
+    done
+    bash ${scripts}/setup ${privateUrl} "$PULSEWIRE_INFLUXDB_FACTS" \
+      "$CREDENTIALS_DIRECTORY/admin-password" "$CREDENTIALS_DIRECTORY/admin-token" \
+      "$RUNTIME_DIRECTORY/%s"
+  '';
+
+  # As root: the tokens InfluxDB made, into the root-only secrets directory.
+  installTokens = pkgs.writeShellScript "pulsewire-influxdb-tokens" ''
+    set -euo pipefail
+    ${lib.concatStrings (
+      lib.mapAttrsToList (name: path: ''
+        install -m 0400 -o root -g root "$RUNTIME_DIRECTORY/${name}" ${lib.escapeShellArg path}
+      '') tokenSecrets
+    )}
+  '';
+
+  tokenCredentials = lib.mapAttrsToList (name: path: "${name}:${path}") tokenSecrets;
 
   # Asks InfluxDB with each token, by the header curl reads from a file (so no
   # token is on a command line), until the uploader's may write and Grafana's
@@ -75,42 +124,70 @@ let
 in
 {
   config = lib.mkIf icfg.enable {
+    assertions = map (option: {
+      assertion = cfg.secrets.${option} == null;
+      message = "services.pulsewire.secrets.${option}: on the host that runs InfluxDB, InfluxDB makes this token at first boot (its API cannot take a chosen one) and pulsewire-influxdb-setup keeps it in ${cfg.secrets.directory}; copy it from there to the hosts that need it.";
+    }) [ "influxUploaderTokenFile" "influxGrafanaTokenFile" ];
+
     services.influxdb2 = {
       enable = true;
       settings = {
-        # host:port, never ":port": the module's provisioning derives its
-        # client URL from this value (0.0.0.0 -> localhost).
         http-bind-address = "${icfg.address}:${toString icfg.port}";
         reporting-disabled = true;
-      };
-      provision = {
-        enable = true;
-        initialSetup = {
-          organization = org;
-          inherit bucket username;
-          retention = retention_seconds;
-          # Read by systemd into the unit's credentials (admin-password, admin-token).
-          passwordFile = secrets.influxAdminPassword;
-          tokenFile = secrets.influxAdminToken;
-        };
-        # The module copies initialSetup.passwordFile here, and opens it as influxdb2.
-        users.${username}.passwordFile = lib.mkForce "${credentials}/admin-password";
-        organizations.${org} = {
-          auths = lib.mapAttrs (name: auth: auth // { tokenFile = "${credentials}/${name}"; }) auths;
-          buckets.${rollups.bucket} = {
-            description = "Pulsewire rollups (batch layer)";
-            retention = icfg.rollupRetention;
-          };
-        };
+        # Neither debugging nor internal metrics for whoever reaches the port.
+        pprof-disabled = true;
+        metrics-disabled = true;
       };
     };
 
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ icfg.port ];
 
-    systemd.services.influxdb2 = {
+    systemd.services.pulsewire-influxdb-setup = {
+      description = "Pulsewire: set InfluxDB up, unreachable from outside (org, buckets, tokens)";
+      wantedBy = [ "multi-user.target" ];
+      before = [ "influxdb2.service" ];
+      requiredBy = [ "influxdb2.service" ];
       after = [ "pulsewire-secrets.service" ];
       requires = [ "pulsewire-secrets.service" ];
-      serviceConfig.LoadCredential = lib.mapAttrsToList (name: path: "${name}:${path}") tokenCredentials;
+      # influxd reads the same configuration as influxdb2's own unit.
+      environment = removeAttrs config.systemd.services.influxdb2.environment [ "PATH" ] // {
+        PULSEWIRE_INFLUXDB_FACTS = facts;
+      };
+      path = [
+        config.services.influxdb2.package
+        pkgs.bash
+        pkgs.curl
+        pkgs.jq
+        pkgs.coreutils
+      ];
+      serviceConfig = common // {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        DynamicUser = false;
+        User = "influxdb2";
+        Group = "influxdb2";
+        StateDirectory = "influxdb2";
+        RuntimeDirectory = "pulsewire-influxdb-setup";
+        # Its own loopback only: nobody else can reach this influxd.
+        PrivateNetwork = true;
+        ExecStart = setupScript;
+        ExecStartPost = "+${installTokens}";
+        LoadCredential = [
+          "admin-password:${secrets.influxAdminPassword}"
+          "admin-token:${secrets.influxAdminToken}"
+        ];
+        TimeoutStartSec = "300s";
+      };
+    };
+
+    # nixpkgs' unit has its own static user and a looser syscall filter
+    # (@system-service); the rest of the common sandbox is added.
+    systemd.services.influxdb2 = {
+      after = [ "pulsewire-influxdb-setup.service" ];
+      requires = [ "pulsewire-influxdb-setup.service" ];
+      serviceConfig = removeAttrs common [ "DynamicUser" ] // {
+        SystemCallFilter = lib.mkForce common.SystemCallFilter;
+      };
     };
 
     systemd.services.pulsewire-influxdb-tasks = oneshot {
@@ -124,7 +201,7 @@ in
       serviceConfig = {
         ExecStart = lib.escapeShellArgs [
           "${pkgs.bash}/bin/bash"
-          "${../provisioning/influxdb/sync-tasks}"
+          "${scripts}/sync-tasks"
           icfg.url
           org
           "%d/admin-token"
@@ -141,7 +218,7 @@ in
       serviceConfig = {
         ExecStart = readyScript;
         RuntimeDirectory = "pulsewire-influxdb-ready";
-        LoadCredential = lib.mapAttrsToList (name: path: "${name}:${path}") tokenCredentials;
+        LoadCredential = tokenCredentials;
         TimeoutStartSec = "660s";
       };
     };

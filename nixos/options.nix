@@ -270,6 +270,12 @@ in
         default = "http://127.0.0.1:${toString cfg.influxdb.port}";
         description = "URL the uploader and Grafana use to reach InfluxDB.";
       };
+      retention = mkOption {
+        type = types.ints.unsigned;
+        default = p.influxdb.retention_seconds;
+        defaultText = lib.literalMD "30 days (from pipeline.toml)";
+        description = "Seconds the readings bucket keeps its points; 0 keeps them forever. Applied at every boot, also to a bucket that exists.";
+      };
       rollupRetention = mkOption {
         type = types.ints.unsigned;
         default = p.influxdb.rollups.retention_seconds;

@@ -7,8 +7,8 @@
 # in a 0700 root directory): no service opens one itself. systemd reads each
 # (as root) into the consuming unit's credentials (LoadCredential), where only
 # that unit's user can read it: /run/credentials/<unit>/<name>. That includes
-# the InfluxDB module's own provisioning, which runs as the influxdb2 user (see
-# influxdb.nix). services.pulsewire.secrets.files records owner and mode of
+# the InfluxDB setup, which runs as the influxdb2 user and makes the clients'
+# tokens itself (see influxdb.nix). services.pulsewire.secrets.files records owner and mode of
 # each file for tests/nix/secrets.nix, which proves every opener can read it.
 {
   config,
@@ -33,13 +33,18 @@ let
         path = paths.influxAdminToken;
       }
     ]
+    # With InfluxDB on this host, InfluxDB makes the clients' tokens
+    # (pulsewire-influxdb-setup, influxdb.nix); elsewhere the operator's file
+    # names the token of the InfluxDB host.
     ++ lib.optional (cfg.influxdb.enable || cfg.uploader.enable) {
       option = "influxUploaderTokenFile";
       path = paths.influxUploaderToken;
+      madeByInfluxdb = cfg.influxdb.enable;
     }
     ++ lib.optional (cfg.influxdb.enable || cfg.grafana.enable) {
       option = "influxGrafanaTokenFile";
       path = paths.influxGrafanaToken;
+      madeByInfluxdb = cfg.influxdb.enable;
     }
     ++ lib.optionals cfg.grafana.enable [
       {
@@ -52,7 +57,7 @@ let
       }
     ];
 
-  generated = lib.filter (s: scfg.${s.option} == null) wanted;
+  generated = lib.filter (s: scfg.${s.option} == null && !(s.madeByInfluxdb or false)) wanted;
 
   # The generated files and their directory, as the script below leaves them.
   # An operator's file is taken to be as strict (root-only); nothing needs more.
@@ -64,7 +69,10 @@ let
   files = [ (rootOnly scfg.directory "0700") ] ++ map (s: rootOnly s.path "0400") wanted;
 
   consumers =
-    lib.optional cfg.influxdb.enable "influxdb2.service"
+    lib.optionals cfg.influxdb.enable [
+      "pulsewire-influxdb-setup.service"
+      "influxdb2.service"
+    ]
     ++ lib.optional cfg.grafana.enable "grafana.service"
     ++ lib.optional cfg.uploader.enable "pulsewire-uploader.service";
 

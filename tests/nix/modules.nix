@@ -84,6 +84,12 @@ let
     ]
   );
   secretsScript = cfg: text cfg.systemd.services.pulsewire-secrets.serviceConfig.ExecStart;
+  # The names of the files pulsewire-secrets generates.
+  secretsGenerated =
+    cfg:
+    map (m: baseNameOf (lib.head m)) (
+      lib.filter (m: m != null) (map (builtins.match "generate ([^ ]+)") (lib.splitString "\n" (secretsScript cfg)))
+    );
 in
 h.run [
   (check "appliance: module assertions hold" (assertionsHold appliance))
@@ -253,49 +259,96 @@ h.run [
       u = units.pulsewire-secrets;
     in
     builtins.all (c: builtins.elem c u.before && builtins.elem c u.requiredBy) [
+      "pulsewire-influxdb-setup.service"
       "influxdb2.service"
       "grafana.service"
       "pulsewire-uploader.service"
     ]
-    && builtins.elem "pulsewire-secrets.service" units.influxdb2.requires
+    && builtins.elem "pulsewire-secrets.service" units.pulsewire-influxdb-setup.requires
     && builtins.elem "pulsewire-secrets.service" units.grafana.requires
   ))
   (check "secrets: every one generated into the root-only directory" (
     let
       script = secretsScript appliance;
     in
-    builtins.all (f: contains "generate /var/lib/pulsewire-secrets/${f}\n" script) [
+    secretsGenerated appliance == [
       "influx-admin-password"
       "influx-admin-token"
-      "influx-uploader-token"
-      "influx-grafana-token"
       "grafana-admin-password"
       "grafana-secret-key"
     ]
     && contains "chmod 0700 \"$dir\"" script
     && contains "chmod 0400 \"$file\"" script
   ))
-  (check "influxdb: org, bucket and retention from pipeline.toml; tokens from files" (
+  (check "influxdb: set up by Pulsewire's script, org, buckets, retention and tokens from pipeline.toml" (
     let
       i = appliance.services.influxdb2;
-      auths = i.provision.organizations.${pipeline.influxdb.org}.auths;
+      setup = units.pulsewire-influxdb-setup;
+      facts = builtins.fromJSON setup.environment.PULSEWIRE_INFLUXDB_FACTS.text;
+      script = text (sc "pulsewire-influxdb-setup").ExecStart;
     in
     i.enable
-    && i.provision.initialSetup.organization == pipeline.influxdb.org
-    && i.provision.initialSetup.bucket == pipeline.influxdb.bucket
-    && i.provision.initialSetup.retention == pipeline.influxdb.retention_seconds
-    && i.provision.initialSetup.tokenFile == "/var/lib/pulsewire-secrets/influx-admin-token"
-    && auths.pulsewire-uploader.writeBuckets == [ pipeline.influxdb.bucket ]
-    && auths.pulsewire-uploader.readBuckets == [ ]
-    && auths.pulsewire-grafana.readBuckets == [
+    && !i.provision.enable
+    && facts.org == pipeline.influxdb.org
+    && facts.bucket == pipeline.influxdb.bucket
+    && facts.retention_seconds == pipeline.influxdb.retention_seconds
+    && facts.rollups.bucket == pipeline.influxdb.rollups.bucket
+    && facts.rollups.retention_seconds == pipeline.influxdb.rollups.retention_seconds
+    && facts.auths.pulsewire-uploader.writeBuckets == [ pipeline.influxdb.bucket ]
+    && facts.auths.pulsewire-uploader.readBuckets == [ ]
+    && facts.auths.pulsewire-grafana.readBuckets == [
       pipeline.influxdb.bucket
       pipeline.influxdb.rollups.bucket
     ]
-    && auths.pulsewire-grafana.writeBuckets == [ ]
+    && facts.auths.pulsewire-grafana.writeBuckets == [ ]
+    && contains "/setup http://127.0.0.1:${toString pipeline.influxdb.port} \"$PULSEWIRE_INFLUXDB_FACTS\"" script
+    && contains "\"$CREDENTIALS_DIRECTORY/admin-password\" \"$CREDENTIALS_DIRECTORY/admin-token\"" script
+    && (sc "pulsewire-influxdb-setup").LoadCredential == [
+      "admin-password:/var/lib/pulsewire-secrets/influx-admin-password"
+      "admin-token:/var/lib/pulsewire-secrets/influx-admin-token"
+    ]
     && i.settings.http-bind-address == "0.0.0.0:${toString pipeline.influxdb.port}"
+    && i.settings.pprof-disabled
+    && i.settings.metrics-disabled
+  ))
+  (check "influxdb: the setup's influxd runs before influxdb2, unreachable (private network), as influxdb2" (
+    let
+      setup = units.pulsewire-influxdb-setup;
+      c = sc "pulsewire-influxdb-setup";
+    in
+    c.PrivateNetwork
+    && c.User == "influxdb2"
+    && c.StateDirectory == "influxdb2"
+    && builtins.elem "influxdb2.service" setup.before
+    && builtins.elem "influxdb2.service" setup.requiredBy
+    && builtins.elem "pulsewire-influxdb-setup.service" units.influxdb2.requires
+    && builtins.elem "pulsewire-influxdb-setup.service" units.influxdb2.after
+    # influxdb2's own configuration file, not its PATH.
+    && setup.environment.INFLUXD_CONFIG_PATH == units.influxdb2.environment.INFLUXD_CONFIG_PATH
+  ))
+  (check "influxdb: a root step (\"+\") takes InfluxDB's tokens into the secrets directory" (
+    builtins.match "\\+/nix/store/[a-z0-9]+-pulsewire-influxdb-tokens" (sc "pulsewire-influxdb-setup").ExecStartPost != null
+    && !(builtins.elem "influx-uploader-token" (secretsGenerated appliance))
+    && !(builtins.elem "influx-grafana-token" (secretsGenerated appliance))
+  ))
+  (check "influxdb: an operator's client token on the InfluxDB host is refused, naming the option" (
+    let
+      withToken = nixos.eval (
+        base
+        ++ [
+          {
+            services.pulsewire.enable = true;
+            services.pulsewire.secrets.influxUploaderTokenFile = "/run/secrets/t";
+          }
+        ]
+      );
+    in
+    lib.any (lib.hasPrefix "services.pulsewire.secrets.influxUploaderTokenFile: on the host that runs InfluxDB") (
+      nixos.failedAssertions withToken
+    )
   ))
   (check "batch layer: the rollup bucket keeps pipeline.toml's long retention" (
-    appliance.services.influxdb2.provision.organizations.${pipeline.influxdb.org}.buckets.${pipeline.influxdb.rollups.bucket}.retention
+    (builtins.fromJSON units.pulsewire-influxdb-setup.environment.PULSEWIRE_INFLUXDB_FACTS.text).rollups.retention_seconds
     == pipeline.influxdb.rollups.retention_seconds
   ))
   (check "batch layer: one task per window, synced after InfluxDB is ready, with the admin token as a credential" (
@@ -398,7 +451,7 @@ h.run [
     in
     !(contains "influx-admin-token" script)
     && contains "influx-admin-password" script
-    && operatorSecrets.services.influxdb2.provision.initialSetup.tokenFile == "/run/secrets/influx-admin-token"
+    && builtins.elem "admin-token:/run/secrets/influx-admin-token" operatorSecrets.systemd.services.pulsewire-influxdb-setup.serviceConfig.LoadCredential
   ))
   (check "a secret in the Nix store fails an assertion" (!(assertionsHold operatorSecrets)))
 ]

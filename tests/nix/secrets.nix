@@ -4,11 +4,8 @@
 # Who opens what (the openers below), as the units do it:
 #   - LoadCredential=<name>:<file>: systemd itself, as root; the unit's user then
 #     reads /run/credentials/<unit>/<name>.
-#   - nixpkgs' influxdb2 module: its post-start provisioning (ExecStartPost, no
-#     "+") opens every provision.users.<u>.passwordFile, and its preStart token
-#     manipulator every provision.organizations.<o>.auths.<a>.tokenFile, as the
-#     unit's User (nixos/modules/services/databases/influxdb2.nix, mirrored in
-#     ./lib/upstream/influxdb2.nix).
+#   - A unit's script that reads "$CREDENTIALS_DIRECTORY/<name>" (the InfluxDB
+#     setup as influxdb2, the ready check): that credential, as the unit's user.
 #   - Grafana opens every $__file{<file>} of its settings and datasources as its User.
 #   - The uploader opens its --influx-token-file as its (dynamic) user.
 # What a file allows: services.pulsewire.secrets.files (owner, group, mode of the
@@ -36,11 +33,10 @@ let
     ++ [
       ../../nixos/appliance.nix
       {
+        # (Not the clients' InfluxDB tokens: InfluxDB makes those on its host.)
         services.pulsewire.secrets = lib.genAttrs [
           "influxAdminPasswordFile"
           "influxAdminTokenFile"
-          "influxUploaderTokenFile"
-          "influxGrafanaTokenFile"
           "grafanaAdminPasswordFile"
           "grafanaSecretKeyFile"
         ] (option: "/run/secrets/${option}");
@@ -60,7 +56,6 @@ let
     cfg:
     let
       units = cfg.systemd.services;
-      influx = cfg.services.influxdb2;
       credentials = lib.concatLists (
         lib.mapAttrsToList (
           unit: u:
@@ -72,23 +67,21 @@ let
           }) (lib.toList (u.serviceConfig.LoadCredential or [ ]))
         ) units
       );
-      asInflux = why: path: {
-        unit = "influxdb2";
-        user = unitUser cfg "influxdb2";
-        inherit path why;
-      };
-      influxFiles = lib.optionals (influx.enable && influx.provision.enable) (
-        lib.mapAttrsToList (name: u: asInflux "influxdb2 provisioning: users.${name}.passwordFile" u.passwordFile) (
-          lib.filterAttrs (_: u: u.present && u.passwordFile != null) influx.provision.users
-        )
-        ++ lib.concatLists (
-          lib.mapAttrsToList (
-            org: o:
-            lib.mapAttrsToList (name: a: asInflux "influxdb2 token manipulator: ${org}.auths.${name}.tokenFile" a.tokenFile) (
-              lib.filterAttrs (_: a: a.present && a.tokenFile != null) o.auths
-            )
-          ) influx.provision.organizations
-        )
+      # A unit's script that opens "$CREDENTIALS_DIRECTORY/<name>" itself, as
+      # the unit's user (the InfluxDB setup, the ready check).
+      scriptFiles = lib.concatLists (
+        lib.mapAttrsToList (
+          unit: u:
+          let
+            script = u.serviceConfig.ExecStart.text or "";
+          in
+          map (m: {
+            inherit unit;
+            user = unitUser cfg unit;
+            path = "/run/credentials/${unit}.service/${lib.head m}";
+            why = "${unit}'s script";
+          }) (lib.filter lib.isList (builtins.split "\\$CREDENTIALS_DIRECTORY/([a-z-]+)" script))
+        ) units
       );
       # The files of every $__file{<file>} in a text.
       fileProviders = x: map lib.head (lib.filter lib.isList (builtins.split "\\$__file\\{([^}]*)}" x));
@@ -110,7 +103,7 @@ let
         }) (lib.filter (m: m != null) [ (builtins.match ".*--influx-token-file ([^ ]+).*" units.pulsewire-uploader.serviceConfig.ExecStart) ])
       );
     in
-    credentials ++ influxFiles ++ grafanaFiles ++ uploaderFiles;
+    credentials ++ scriptFiles ++ grafanaFiles ++ uploaderFiles;
 
   groupOf = cfg: user: cfg.users.users.${user}.group or user;
   allows =
@@ -152,8 +145,11 @@ in
 h.run [
   (check "appliance: every opener can read every secret it opens" (none appliance))
   (check "operator's root-only secrets: every opener can read every secret it opens" (none operator))
-  (check "the InfluxDB provisioning is checked: influxdb2 opens the admin password and both tokens" (
-    lib.length (lib.filter (o: o.unit == "influxdb2" && o.user == "influxdb2") (openers appliance)) == 3
+  (check "the InfluxDB setup is checked: as influxdb2 it opens the admin password and token" (
+    map (o: o.path) (lib.filter (o: o.unit == "pulsewire-influxdb-setup" && o.user == "influxdb2") (openers appliance)) == [
+      "/run/credentials/pulsewire-influxdb-setup.service/admin-password"
+      "/run/credentials/pulsewire-influxdb-setup.service/admin-token"
+    ]
   ))
   (check "Grafana's three secrets and the uploader's token are checked" (
     lib.length (lib.filter (o: o.unit == "grafana" && o.user == "grafana") (openers appliance)) == 3

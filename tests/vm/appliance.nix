@@ -39,7 +39,28 @@ in
       services.pulsewire.simulator.replayFile = ../../provisioning/data/seed-readings.csv;
       # The seed's readings are from 2024, far outside the 30-day retention of
       # pipeline.toml: keep them forever here, or InfluxDB would drop them.
-      services.influxdb2.provision.initialSetup.retention = lib.mkForce 0;
+      services.pulsewire.influxdb.retention = 0;
+
+      # Every command line of every process, from early boot until first boot
+      # is done (Grafana up), for the check that no secret is on one. Bash
+      # builtins only, so the scan itself starts no process per read.
+      systemd.services.cmdline-scan = {
+        wantedBy = [ "sysinit.target" ];
+        before = [ "pulsewire-secrets.service" ];
+        unitConfig.DefaultDependencies = false;
+        path = [ pkgs.systemd ];
+        script = ''
+          out=/run/pulsewire-cmdlines
+          end=$((SECONDS + 1200))
+          while [ "$SECONDS" -lt "$end" ] && ! systemctl is-active -q grafana.service; do
+            for f in /proc/[0-9]*/cmdline; do
+              mapfile -d "" args < "$f" 2>/dev/null || continue
+              [ "''${#args[@]}" -gt 0 ] && printf '%s\n' "''${args[*]}"
+            done >> "$out"
+          done
+          touch "$out.done"
+        '';
+      };
 
       virtualisation = {
         memorySize = 6144;
@@ -83,6 +104,7 @@ in
             "pulsewire-kafka-topics.service",
             "pulsewire-connect.service",
             "pulsewire-connect-register.service",
+            "pulsewire-influxdb-setup.service",
             "influxdb2.service",
             "pulsewire-influxdb-ready.service",
             "pulsewire-influxdb-tasks.service",
@@ -94,9 +116,10 @@ in
 
     def flux(query):
         """Runs a Flux query with the operator token; returns the rows as dicts."""
-        token = appliance.succeed(f"cat {secrets}/influx-admin-token").strip()
+        # The token through the environment, not the command line.
         out = appliance.succeed(
-            f"influx query --host http://127.0.0.1:8086 --org {org} --token {token} --raw "
+            f"INFLUX_TOKEN=\"$(cat {secrets}/influx-admin-token)\" "
+            f"influx query --host http://127.0.0.1:8086 --org {org} --raw "
             + shlex.quote(query)
         )
         lines = [l for l in out.splitlines() if l and not l.startswith("#")]
@@ -203,6 +226,29 @@ in
         appliance.succeed(f"test \"$(stat -c %a:%U {secrets}/influx-admin-token)\" = 400:root")
         appliance.succeed(f"test \"$(stat -c %a:%U {secrets}/influx-uploader-token)\" = 400:root")
         appliance.fail(f"grep -qx admin {secrets}/grafana-admin-password")
+
+    with subtest("first boot: no generated secret on any process's command line"):
+        appliance.wait_for_file("/run/pulsewire-cmdlines.done", timeout=300)
+        scanned = int(appliance.succeed("wc -l < /run/pulsewire-cmdlines").strip())
+        # The scan saw the setup's private influxd and the ready check's curl.
+        appliance.succeed("grep -q 'influxd --bolt-path' /run/pulsewire-cmdlines")
+        appliance.succeed("grep -q '^curl ' /run/pulsewire-cmdlines")
+        print(f"{scanned} command lines scanned during first boot")
+        for name in ["influx-admin-password", "influx-admin-token", "influx-uploader-token",
+                     "influx-grafana-token", "grafana-admin-password", "grafana-secret-key"]:
+            appliance.fail(f"grep -qF -- \"$(cat {secrets}/{name})\" /run/pulsewire-cmdlines")
+
+    with subtest("InfluxDB: the uploader's token may write but not query; no pprof, no metrics"):
+        appliance.succeed(f"printf 'Authorization: Token %s\\n' \"$(cat {secrets}/influx-uploader-token)\" > /tmp/uploader-auth")
+        code = appliance.succeed(
+            "curl -s -o /dev/null -w '%{http_code}' -H @/tmp/uploader-auth -H 'Content-Type: application/json' "
+            f"-d '{{\"query\": \"from(bucket: \\\"{bucket}\\\") |> range(start: -1h)\"}}' "
+            f"'http://127.0.0.1:8086/api/v2/query?org={org}'"
+        ).strip()
+        assert code in ("401", "403", "404"), f"the uploader's token queried with HTTP {code}"
+        for path in ["/debug/pprof/", "/metrics"]:
+            code = appliance.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8086{path}").strip()
+            assert code in ("403", "404"), f"{path} answered HTTP {code}"
 
     with subtest("first boot: the uploader and Grafana start once InfluxDB accepts their tokens"):
         def entered(unit):

@@ -4,12 +4,11 @@ tests/local/build-influxdb), set up the way the appliance sets it up.
 The facts come from the renderer the NixOS module uses (`nixos/lib/pulsewire.nix`,
 `influxdb`): org, bucket, retention, the operator's user name, the rollup bucket and its
 tasks (the batch layer), and one token per client with only the access it needs (the
-uploader may only write the bucket, Grafana may only read the buckets). The appliance hands
-them to nixpkgs' `services.influxdb2.provision` and its pulsewire-influxdb-tasks unit; here
-the same facts go through InfluxDB's own API (`POST /api/v2/setup`, `/api/v2/buckets`,
-`/api/v2/authorizations`), and the tasks through the same provisioning/influxdb/sync-tasks.
-Every secret is a 0600 file under `.state/secrets/`, sent in request bodies and headers,
-never on a command line.
+uploader may only write the bucket, Grafana may only read the buckets). The same scripts
+as the appliance's set it up: provisioning/influxdb/setup (its pulsewire-influxdb-setup unit)
+and provisioning/influxdb/sync-tasks (its pulsewire-influxdb-tasks unit), through InfluxDB's
+own API. Every secret is a 0600 file under `.state/secrets/`, sent in request bodies and
+headers, never on a command line.
 
 Queries use Flux over `POST /api/v2/query` and come back as typed rows: `_time` as
 nanoseconds since the epoch, floats with every digit InfluxDB stores.
@@ -29,6 +28,7 @@ from pathlib import Path
 from .settings import LOCAL_DIR, REPO
 
 BUILD = LOCAL_DIR / "build-influxdb"
+SETUP = REPO / "provisioning" / "influxdb" / "setup"
 SYNC_TASKS = REPO / "provisioning" / "influxdb" / "sync-tasks"
 
 
@@ -107,52 +107,22 @@ class Store:
         return code == 200 and json.loads(body).get("status") == "pass"
 
     def set_up(self, retention_seconds: int | None = None) -> None:
-        """The first start's setup, as the appliance's: org, bucket with its retention,
-        the operator with password and token from files, and the clients' tokens. Does
-        nothing on a store that is set up already."""
-        code, body = self.request("GET", "/api/v2/setup")
-        if code != 200:
-            raise InfluxError(f"GET /api/v2/setup answered {code}: {body[:300]!r}")
-        if not json.loads(body).get("allowed"):
-            return
-        retention = self.facts["retention_seconds"] if retention_seconds is None else retention_seconds
-        code, body = self.request("POST", "/api/v2/setup", body={
-            "username": self.facts["username"],
-            "password": read_secret(secret_file(self.admin_password_file)),
-            "token": read_secret(secret_file(self.admin_token_file)),
-            "org": self.org,
-            "bucket": self.bucket,
-            "retentionPeriodSeconds": retention,
-        })
-        if code != 201:
-            raise InfluxError(f"InfluxDB setup answered {code}: {body[:300]!r}")
-        done = json.loads(body)
-        org_id = done["org"]["id"]
-        bucket_ids = {self.bucket: done["bucket"]["id"]}
-        rollups = self.facts["rollups"]
-        expire = [{"type": "expire", "everySeconds": rollups["retention_seconds"]}] if rollups["retention_seconds"] else []
-        code, body = self.request("POST", "/api/v2/buckets", self.admin_token_file, body={
-            "orgID": org_id, "name": rollups["bucket"], "retentionRules": expire,
-            "description": "Pulsewire rollups (batch layer)",
-        })
-        if code != 201:
-            raise InfluxError(f"creating the bucket {rollups['bucket']} answered {code}: {body[:300]!r}")
-        bucket_ids[rollups["bucket"]] = json.loads(body)["id"]
-        for name, auth in sorted(self.facts["auths"].items()):
-            unknown = set(auth["readBuckets"] + auth["writeBuckets"]) - set(bucket_ids)
-            if unknown:
-                raise InfluxError(f"auth {name}: no bucket {sorted(unknown)} here")
-            permissions = [
-                {"action": action, "resource": {"type": "buckets", "orgID": org_id, "id": bucket_ids[b]}}
-                for action, buckets in (("read", auth["readBuckets"]), ("write", auth["writeBuckets"]))
-                for b in buckets
-            ]
-            code, body = self.request("POST", "/api/v2/authorizations", self.admin_token_file, body={
-                "orgID": org_id, "description": f"{name} - {auth['description']}", "permissions": permissions,
-            })
-            if code != 201:
-                raise InfluxError(f"creating the {name} token answered {code}: {body[:300]!r}")
-            secret_file(self.token_file(name), json.loads(body)["token"])
+        """The setup the appliance does (provisioning/influxdb/setup, the same script):
+        org, buckets with their retention, the operator with password and token from
+        files, and the clients' tokens written to their files. Idempotent.
+        `retention_seconds` overrides pipeline.toml's retention of the bucket."""
+        password, token = secret_file(self.admin_password_file), secret_file(self.admin_token_file)
+        facts = dict(self.facts)
+        if retention_seconds is not None:
+            facts["retention_seconds"] = retention_seconds
+        facts_file = self.secrets.parent / "influx-facts.json"
+        facts_file.write_text(json.dumps(facts))
+        res = subprocess.run(
+            [str(SETUP), self.url, str(facts_file), str(password), str(token),
+             str(token_path(self.secrets, "%s"))],
+            capture_output=True, text=True)
+        if res.returncode != 0:
+            raise InfluxError(f"{SETUP.name} failed: {res.stderr.strip()[-1000:]}")
 
     def sync_tasks(self) -> None:
         """Creates or updates the rollup tasks, as the appliance's pulsewire-influxdb-tasks

@@ -208,6 +208,13 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
          timeout: float = 10) -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})

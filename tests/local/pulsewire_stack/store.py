@@ -10,6 +10,11 @@ from .render import render
 from .settings import SECRETS, STATE, StackError
 
 
+# As the appliance's settings (nixos/influxdb.nix): no phoning home, no /debug/pprof,
+# no /metrics.
+INFLUXD_FLAGS = ("--reporting-disabled", "--pprof-disabled", "--metrics-disabled")
+
+
 def store() -> influx.Store:
     """The InfluxDB 2 of the stack, with the setup facts of the renderer."""
     facts = render()["influxdb"]
@@ -28,7 +33,7 @@ def start_store(wait: bool = True) -> None:
         "--bolt-path", str(data / "influxd.bolt"),
         "--engine-path", str(data / "engine"),
         "--http-bind-address", f"127.0.0.1:{store().facts['port']}",
-        "--reporting-disabled",
+        *INFLUXD_FLAGS,
         "--log-level", "warn",
     ])
     if wait:

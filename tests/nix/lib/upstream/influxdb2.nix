@@ -192,17 +192,24 @@ in
     systemd.services.influxdb2 = {
       wantedBy = [ "multi-user.target" ];
       after = [ "network.target" ];
+      environment = {
+        INFLUXD_CONFIG_PATH = pkgs.writeText "config.json" (builtins.toJSON cfg.settings);
+        ZONEINFO = "${pkgs.tzdata}/share/zoneinfo";
+      };
       path = [
         pkgs.influxdb2-cli
         pkgs.jq
       ];
-      # Left out: Type, CapabilityBoundingSet, SystemCallFilter, LimitNOFILE, KillMode,
-      # Restart (nothing here reads them; the VM test rates the real unit).
       serviceConfig = {
         ExecStart = "${cfg.package}/bin/influxd --bolt-path \${STATE_DIRECTORY}/influxd.bolt --engine-path \${STATE_DIRECTORY}/engine";
         StateDirectory = "influxdb2";
         User = "influxdb2";
         Group = "influxdb2";
+        CapabilityBoundingSet = "";
+        SystemCallFilter = "@system-service";
+        LimitNOFILE = 65536;
+        KillMode = "control-group";
+        Restart = "on-failure";
         LoadCredential = lib.mkIf cfg.provision.enable [
           "admin-password:${cfg.provision.initialSetup.passwordFile}"
           "admin-token:${cfg.provision.initialSetup.tokenFile}"
