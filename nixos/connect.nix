@@ -18,7 +18,12 @@ let
   ccfg = cfg.connect;
   kcfg = cfg.kafka;
   render = import ./lib/render.nix cfg;
-  inherit (import ./lib/hardening.nix) jvm common;
+  inherit (import ./lib/hardening.nix)
+    jvm
+    jvmMemoryOpts
+    common
+    scriptLimits
+    ;
   kafka = kcfg.package;
 
   # Since Kafka 3.2 the file connectors are not on the worker's classpath;
@@ -72,11 +77,11 @@ in
         after = [ "network-online.target" ] ++ brokerDeps;
         wants = [ "network-online.target" ] ++ brokerDeps;
         environment = {
-          KAFKA_HEAP_OPTS = "-Xms${ccfg.heap} -Xmx${ccfg.heap}";
+          KAFKA_HEAP_OPTS = jvmMemoryOpts ccfg.heap;
           KAFKA_LOG4J_OPTS = log4jOpts;
           EXTRA_ARGS = "-name connectDistributed";
         };
-        serviceConfig = jvm // {
+        serviceConfig = jvm ccfg.heap // {
           ExecStart = "${kafka}/bin/connect-distributed.sh ${workerProperties}";
           # Reads the readings file through the group. PrivateUsers would hide
           # the supplementary group inside the user namespace.
@@ -109,7 +114,7 @@ in
           CONNECTOR_CONFIG = "${connectorJson}";
           REGISTER_TIMEOUT = "600";
         };
-        serviceConfig = common // {
+        serviceConfig = common // scriptLimits // {
           Type = "oneshot";
           RemainAfterExit = true;
           ExecStart = registerScript;

@@ -38,13 +38,16 @@ let
   log4jOpts = import ./lib/kafka-logging.nix { inherit lib pkgs kafka; };
 
   javaEnvironment = heap: {
-    KAFKA_HEAP_OPTS = "-Xms${heap} -Xmx${heap}";
+    KAFKA_HEAP_OPTS = jvmMemoryOpts heap;
     KAFKA_LOG4J_OPTS = log4jOpts;
     # Without -loggc: no GC log files, journald has what matters.
     EXTRA_ARGS = "-name kafkaServer";
   };
 
-  inherit (import ./lib/hardening.nix) jvm;
+  inherit (import ./lib/hardening.nix) jvm jvmMemoryOpts;
+
+  # The topics oneshot's kafka-topics/kafka-configs JVMs.
+  topicsHeap = "128m";
 
   localBrokerUnits = map (id: "${unitName id}.service") kcfg.localBrokers;
 
@@ -67,7 +70,7 @@ let
             --config ${propertiesFile id}
         fi
       '';
-      serviceConfig = jvm // {
+      serviceConfig = jvm kcfg.heap // {
         ExecStart = "${kafka}/bin/kafka-server-start.sh ${propertiesFile id}";
         StateDirectory = unitName id;
         StateDirectoryMode = "0700";
@@ -133,10 +136,10 @@ in
           after = localBrokerUnits;
           wants = localBrokerUnits;
           environment = {
-            KAFKA_HEAP_OPTS = "-Xmx128m";
+            KAFKA_HEAP_OPTS = jvmMemoryOpts topicsHeap;
             KAFKA_LOG4J_OPTS = log4jOpts;
           };
-          serviceConfig = jvm // {
+          serviceConfig = jvm topicsHeap // {
             Type = "oneshot";
             RemainAfterExit = true;
             ExecStart = topicScript;

@@ -107,7 +107,7 @@ h.run [
       && (sc u).StateDirectory == u
       && (sc u).Restart == "on-failure"
       && (sc u).SuccessExitStatus == "0 143"
-      && units.${u}.environment.KAFKA_HEAP_OPTS == "-Xms${pipeline.kafka.heap} -Xmx${pipeline.kafka.heap}"
+      && lib.hasPrefix "-Xms${pipeline.kafka.heap} -Xmx${pipeline.kafka.heap} " units.${u}.environment.KAFKA_HEAP_OPTS
     ) brokerUnits
   ))
   (check "brokers: storage formatted once, with the pipeline's cluster id" (
