@@ -105,11 +105,7 @@ let
       echo "topic ${t.name}: ensure present"
       retry ${kafka}/bin/kafka-topics.sh --bootstrap-server "$bootstrap" ${lib.escapeShellArgs (render.topicCreateArgs t)}
       echo "topic ${t.name}: apply configs"
-      retry ${kafka}/bin/kafka-configs.sh --bootstrap-server "$bootstrap" \
-        --entity-type topics --entity-name ${lib.escapeShellArg t.name} \
-        --alter --add-config ${
-          lib.escapeShellArg (lib.concatStringsSep "," (lib.mapAttrsToList (k: v: "${k}=${v}") t.configs))
-        }
+      retry ${kafka}/bin/kafka-configs.sh --bootstrap-server "$bootstrap" ${lib.escapeShellArgs (render.topicAlterArgs t)}
     '') render.topics}
     echo "pulsewire-kafka-topics: all ${toString (builtins.length render.topics)} topics present"
   '';

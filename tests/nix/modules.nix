@@ -174,6 +174,15 @@ h.run [
     && units.pulsewire-connect-register.environment.CONNECTOR_CONFIG == "${appliance.environment.etc."pulsewire/connector.json".source}"
     && builtins.elem "pulsewire-connect.service" units.pulsewire-connect-register.after
   ))
+  (check "topics oneshot: sets every topic's declared configs on existing topics too" (
+    let
+      script = text (sc "pulsewire-kafka-topics").ExecStart;
+    in
+    contains "kafka-configs.sh" script
+    && contains "--entity-name heartrate.raw --alter --add-config " script
+    && contains "max.message.bytes=${pipeline.topics.raw.configs."max.message.bytes"}" script
+    && contains "retention.ms=${toString pipeline.kafka.topic_defaults.retention_ms}" script
+  ))
   (check "readings directory: owned by pulsewire, group-readable only" (
     builtins.elem "d ${builtins.dirOf pipeline.connect.file} 0750 pulsewire pulsewire - -" appliance.systemd.tmpfiles.rules
     && appliance.users.users.pulsewire.group == "pulsewire"

@@ -14,6 +14,7 @@ import pytest
 from expected import AGGREGATOR, Expected, check
 from harness import DLQ_TOPIC, P, SEED_CSV, SEED_EXPECTED, append_lines, dlq_records, verify, wait_store
 from pulsewire_stack import kafka
+from pulsewire_stack.render import render
 
 RAW_TOPIC = P["topics"]["raw"]["name"]
 # What a DLQ record keeps of a longer line (services/model/src/dlq.rs).
@@ -88,3 +89,22 @@ def test_a_clock_a_year_ahead_is_refused_and_later_readings_count(dist) -> None:
     check(not late, f"the processor refused readings: {late[:2]}")
     print(f"{len(future)} readings a year ahead refused as such; the {len(corrected)} corrected ones of "
           f"sensor 9 all counted; {time.strftime('%H:%M:%S')}")
+
+
+def test_topics_step_applies_declared_configs_to_existing_topics(dist) -> None:
+    # An appliance upgraded from before retention.ms and max.message.bytes were declared: its
+    # raw topic has neither (and an older retention). The topics step must set them.
+    r = render()
+    raw = next(t for t in r["topics"] if t["key"] == "raw")
+    kafka.kafka_tool(dist, "kafka.admin.ConfigCommand", "--bootstrap-server", r["bootstrapServers"],
+                     "--entity-type", "topics", "--entity-name", raw["name"], "--alter",
+                     "--delete-config", "max.message.bytes", "--add-config", "retention.ms=604800000")
+    old = kafka.topic_configs(dist, raw["name"])
+    check(old.get("retention.ms") == "604800000" and "max.message.bytes" not in old, f"old configs {old}")
+    kafka.create_topics(dist)
+    for t in r["topics"]:
+        got = kafka.topic_configs(dist, t["name"])
+        check(got == t["configs"], f"{t['name']}: configs {got}, declared {t['configs']}")
+    kafka.create_topics(dist)  # idempotent
+    check(kafka.topic_configs(dist, raw["name"]) == raw["configs"], "a second run changed the raw topic's configs")
+    print(f"{raw['name']}: {old} -> {raw['configs']}")

@@ -171,21 +171,41 @@ def wait_broker(name: str, since: int = 0, timeout: float = 120) -> None:
 
 
 def create_topics(dist: KafkaDist) -> None:
-    """`kafka-topics --create --if-not-exists` with the renderer's arguments, one JVM per
-    topic, all at once."""
+    """`kafka-topics --create --if-not-exists`, then `kafka-configs --alter` of the declared
+    configs (a topic from an older pipeline.toml gets them too), with the renderer's
+    arguments as the appliance's pulsewire-kafka-topics unit: one JVM per topic, all at once."""
     r = render()
+    _tool_per_topic(dist, "org.apache.kafka.tools.TopicCommand", r["topicCreateArgs"], "creating topics")
+    _tool_per_topic(dist, "kafka.admin.ConfigCommand", r["topicAlterArgs"], "applying topic configs")
+
+
+def _tool_per_topic(dist: KafkaDist, main: str, argsets: list[list[str]], what: str) -> None:
     procs = []
-    for args in r["topicCreateArgs"]:
-        cmd = java_cmd(dist, "256m", "org.apache.kafka.tools.TopicCommand", "--bootstrap-server",
-                       r["bootstrapServers"], *args, opts=("-XX:TieredStopAtLevel=1",), tool=True)
+    for args in argsets:
+        cmd = java_cmd(dist, "256m", main, "--bootstrap-server", render()["bootstrapServers"], *args,
+                       opts=("-XX:TieredStopAtLevel=1",), tool=True)
         procs.append((args, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
     errors = []
     for args, proc in procs:
         out, err = proc.communicate(timeout=180)
         if proc.returncode != 0:
-            errors.append(f"TopicCommand {' '.join(args)}:\n{err.strip()[-2000:]}")
+            errors.append(f"{main.rsplit('.', 1)[-1]} {' '.join(args)}:\n{err.strip()[-2000:]}")
     if errors:
-        raise StackError("creating topics failed:\n" + "\n".join(errors))
+        raise StackError(f"{what} failed:\n" + "\n".join(errors))
+
+
+def topic_configs(dist: KafkaDist, topic: str) -> dict[str, str]:
+    """The configs set on `topic` itself (not the broker defaults), by `kafka-configs --describe`."""
+    res = kafka_tool(dist, "kafka.admin.ConfigCommand", "--bootstrap-server", render()["bootstrapServers"],
+                     "--entity-type", "topics", "--entity-name", topic, "--describe")
+    configs = {}
+    for line in res.stdout.splitlines():
+        line = line.strip()
+        # "  retention.ms=1209600000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=...}"
+        if "=" in line and not line.startswith("Dynamic configs"):
+            key, value = line.split(" ", 1)[0].split("=", 1)
+            configs[key] = value
+    return configs
 
 
 def connect_url(path: str = "") -> str:
