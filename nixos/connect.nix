@@ -56,6 +56,10 @@ let
   registerScript = pkgs.writeShellScript "pulsewire-connect-register" (
     builtins.readFile ../provisioning/connect/register
   );
+  # ... and watches it with.
+  watchScript = pkgs.writeShellScript "pulsewire-connect-watch" (
+    builtins.readFile ../provisioning/connect/watch
+  );
 in
 {
   config = lib.mkMerge [
@@ -119,6 +123,38 @@ in
           RemainAfterExit = true;
           ExecStart = registerScript;
           TimeoutStartSec = "900s";
+        };
+      };
+
+      # Every 30 s: report a FAILED connector task in the journal (with its
+      # worker and trace) and restart it, at most 3 times an hour; report a
+      # missing or paused connector (provisioning/connect/watch).
+      systemd.services.pulsewire-connect-watch = {
+        description = "Pulsewire: report and restart a failed Kafka Connect task";
+        after = [ "pulsewire-connect-register.service" ];
+        path = [
+          pkgs.curl
+          pkgs.jq
+          pkgs.coreutils
+        ];
+        environment = {
+          CONNECT_URL = restUrl;
+          CONNECTOR_NAME = render.connectorName;
+        };
+        serviceConfig = common // scriptLimits // {
+          Type = "oneshot";
+          ExecStart = watchScript;
+          # The restart times, kept across runs ($STATE_DIRECTORY).
+          StateDirectory = "pulsewire-connect-watch";
+          TimeoutStartSec = "60s";
+        };
+      };
+      systemd.timers.pulsewire-connect-watch = {
+        description = "Pulsewire: check the Kafka Connect connector every 30 s";
+        wantedBy = [ "timers.target" ];
+        timerConfig = {
+          OnActiveSec = "2min";
+          OnUnitActiveSec = "30s";
         };
       };
     })

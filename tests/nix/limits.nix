@@ -61,8 +61,8 @@ let
   };
 in
 h.run [
-  (check "the appliance has its Pulsewire units (stages, brokers, Connect, oneshots)" (
-    builtins.length pulsewireUnits >= 13
+  (check "the appliance has its Pulsewire units (stages, brokers, Connect, watch, oneshots)" (
+    builtins.length pulsewireUnits >= 14
   ))
   (check "every Pulsewire unit sets MemoryMax and TasksMax" (
     let
@@ -99,9 +99,10 @@ h.run [
     bigger.systemd.services.pulsewire-processor.serviceConfig.MemoryMax == "1G"
     && bigger.systemd.services.pulsewire-processor.serviceConfig.TasksMax == 99
   ))
-  (check "scripts (register, secrets, InfluxDB oneshots): the script limits" (
-    builtins.all (u: (sc u).MemoryMax == "64M" && (sc u).TasksMax == 32) [
+  (check "scripts (register, watch, secrets, InfluxDB oneshots): the script limits" (
+    builtins.all (u: (sc u).MemoryMax or null == "64M" && (sc u).TasksMax or null == 32) [
       "pulsewire-connect-register"
+      "pulsewire-connect-watch"
       "pulsewire-secrets"
       "pulsewire-influxdb-ready"
       "pulsewire-influxdb-tasks"

@@ -174,6 +174,20 @@ h.run [
     && units.pulsewire-connect-register.environment.CONNECTOR_CONFIG == "${appliance.environment.etc."pulsewire/connector.json".source}"
     && builtins.elem "pulsewire-connect.service" units.pulsewire-connect-register.after
   ))
+  (check "connect watch: provisioning/connect/watch every 30 s by a timer, restart times in its state directory" (
+    let
+      timer = appliance.systemd.timers.pulsewire-connect-watch;
+    in
+    text (sc "pulsewire-connect-watch").ExecStart == builtins.readFile ../../provisioning/connect/watch
+    && (sc "pulsewire-connect-watch").Type == "oneshot"
+    && (sc "pulsewire-connect-watch").StateDirectory == "pulsewire-connect-watch"
+    && units.pulsewire-connect-watch.environment.CONNECTOR_NAME == pipeline.connect.connector_name
+    && units.pulsewire-connect-watch.environment.CONNECT_URL == units.pulsewire-connect-register.environment.CONNECT_URL
+    && builtins.all (p: builtins.elem p units.pulsewire-connect-watch.path) [ nixos.pkgs.curl nixos.pkgs.jq ]
+    && timer.timerConfig.OnUnitActiveSec == "30s"
+    && builtins.elem "timers.target" timer.wantedBy
+    && !(units.pulsewire-connect-watch ? wantedBy && units.pulsewire-connect-watch.wantedBy != [ ])
+  ))
   (check "topics oneshot: sets every topic's declared configs on existing topics too" (
     let
       script = text (sc "pulsewire-kafka-topics").ExecStart;

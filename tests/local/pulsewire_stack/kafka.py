@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .processes import http, log_contains, log_size, start, wait_for
+from .processes import http, log_contains, log_size, running_pid, start, wait_for
 from .render import render
 from .settings import CACHE, LOGS, PIPELINE, REPO, STATE, StackError, log, readings_file
 
@@ -25,6 +25,12 @@ LOG4J_VERSION = "2.25.4"
 
 # The one connector registration, shared with the appliance's pulsewire-connect-register unit.
 REGISTER = REPO / "provisioning" / "connect" / "register"
+# The connector watch, shared with the appliance's pulsewire-connect-watch unit (a 30 s timer).
+# The stack checks every WATCH_INTERVAL seconds and starts its restart backoff at
+# WATCH_BACKOFF seconds (the appliance: 60), so that a test sees it give up within minutes.
+WATCH = REPO / "provisioning" / "connect" / "watch"
+WATCH_INTERVAL = 2
+WATCH_BACKOFF = 5
 
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -227,6 +233,18 @@ def wait_connect() -> None:
     wait_for("Kafka Connect's REST API", lambda: http("GET", connect_url("/connectors"))[0] == 200,
              180, component="connect", interval=1)
     register_connector()
+    start_watch()
+
+
+def start_watch() -> None:
+    """provisioning/connect/watch every WATCH_INTERVAL seconds, its reports in
+    logs/connect-watch.log (the appliance's journal of pulsewire-connect-watch)."""
+    if running_pid("connect-watch"):
+        return
+    env = dict(os.environ, CONNECT_URL=connect_url(), CONNECTOR_NAME=render()["connectorName"],
+               WATCH_STATE=str(STATE / "connect-watch"), WATCH_BACKOFF=str(WATCH_BACKOFF))
+    start("connect-watch", ["bash", "-c", f'while :; do "$0" || true; sleep {WATCH_INTERVAL}; done',
+                            str(WATCH)], env=env)
 
 
 
