@@ -123,7 +123,7 @@ rec {
     common
     // limits {
       memoryMax = "${toString (heapMiB heap + builtins.foldl' builtins.add 0 (builtins.attrValues jvmNative))}M";
-      # A broker runs ~100 threads (network, I/O, replica fetchers, GC, JIT), Connect ~60.
+      # Measured: a broker runs 112 threads (network, I/O, replica fetchers, GC, JIT), Connect 50.
       tasksMax = 512;
     };
 
