@@ -152,11 +152,23 @@ def test_a_line_over_connects_limit_fails_the_task_and_the_watch_reports_it(dist
     check([x for x in distinct if x in restarts] == restarts, f"restart reports: {distinct}")
     check(set(distinct) == {failed, give_up, *restarts}, f"unexpected reports: {sorted(set(distinct) - {failed, give_up, *restarts})}")
     check(task_state() == "FAILED", "the task is not FAILED")
+
+    # errors.tolerance=all (KIP-779) does not skip it under exactly-once support: the
+    # reconfigured task (RUNNING again at first) fails on the same line.
+    config = dict(render()["connectorConfig"], **{"errors.tolerance": "all", "errors.log.enable": "true"})
+    code, out = processes.http("PUT", kafka.connect_url(f"/connectors/{CONNECTOR}/config"),
+                               json.dumps(config).encode(), {"Content-Type": "application/json"})
+    check(code == 200, f"PUT config with errors.tolerance=all: HTTP {code} {out[:300]!r}")
+    processes.wait_for("the reconfigured task to run", lambda: task_state() == "RUNNING", 60, interval=0.5)
+    processes.wait_for("the reconfigured task to fail", lambda: task_state() == "FAILED", 120, interval=1)
+    code, out = processes.http("GET", kafka.connect_url(f"/connectors/{CONNECTOR}/status"))
+    trace = json.loads(out)["tasks"][0]["trace"]
+    check(f"Caused by: {cause}" in trace.splitlines(), f"errors.tolerance=all: trace {trace[:2000]}")
     # Nothing after the line arrives; nothing before it is lost or doubled.
     time.sleep(10)
     verify(first)
-    print(f"a {MAX_REQUEST + 1}-byte line fails Connect's task on each of 3 restarts; the watch reports it and "
-          f"gives up; the {first.total} readings before it are exact")
+    print(f"a {MAX_REQUEST + 1}-byte line fails Connect's task on each of 3 restarts, and with errors.tolerance=all; "
+          f"the watch reports it and gives up; the {first.total} readings before it are exact")
 
 
 def test_a_fenced_connect_task_is_restarted_by_the_watch(dist) -> None:
