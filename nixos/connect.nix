@@ -18,7 +18,12 @@ let
   ccfg = cfg.connect;
   kcfg = cfg.kafka;
   render = import ./lib/render.nix cfg;
-  inherit (import ./lib/hardening.nix) jvm common;
+  inherit (import ./lib/hardening.nix)
+    jvm
+    jvmMemoryOpts
+    common
+    scriptLimits
+    ;
   kafka = kcfg.package;
 
   # Since Kafka 3.2 the file connectors are not on the worker's classpath;
@@ -54,6 +59,10 @@ let
   registerScript = pkgs.writeShellScript "pulsewire-connect-register" (
     builtins.readFile ../provisioning/connect/register
   );
+  # ... and watches it with.
+  watchScript = pkgs.writeShellScript "pulsewire-connect-watch" (
+    builtins.readFile ../provisioning/connect/watch
+  );
 in
 {
   config = lib.mkMerge [
@@ -75,11 +84,11 @@ in
         after = [ "network-online.target" ] ++ brokerDeps;
         wants = [ "network-online.target" ] ++ brokerDeps;
         environment = {
-          KAFKA_HEAP_OPTS = "-Xms${ccfg.heap} -Xmx${ccfg.heap}";
+          KAFKA_HEAP_OPTS = jvmMemoryOpts ccfg.heap;
           KAFKA_LOG4J_OPTS = log4jOpts;
           EXTRA_ARGS = "-name connectDistributed";
         };
-        serviceConfig = jvm // {
+        serviceConfig = jvm ccfg.heap // {
           ExecStart = "${kafka}/bin/connect-distributed.sh ${workerProperties}";
           # Reads the readings file through the group. PrivateUsers would hide
           # the supplementary group inside the user namespace.
@@ -112,11 +121,43 @@ in
           CONNECTOR_CONFIG = "${connectorJson}";
           REGISTER_TIMEOUT = "600";
         };
-        serviceConfig = common // {
+        serviceConfig = common // scriptLimits // {
           Type = "oneshot";
           RemainAfterExit = true;
           ExecStart = registerScript;
           TimeoutStartSec = "900s";
+        };
+      };
+
+      # Every 30 s: report a FAILED connector task in the journal (with its
+      # worker and trace) and restart it, at most 3 times an hour; report a
+      # missing or paused connector (provisioning/connect/watch).
+      systemd.services.pulsewire-connect-watch = {
+        description = "Pulsewire: report and restart a failed Kafka Connect task";
+        after = [ "pulsewire-connect-register.service" ];
+        path = [
+          pkgs.curl
+          pkgs.jq
+          pkgs.coreutils
+        ];
+        environment = {
+          CONNECT_URL = restUrl;
+          CONNECTOR_NAME = render.connectorName;
+        };
+        serviceConfig = common // scriptLimits // {
+          Type = "oneshot";
+          ExecStart = watchScript;
+          # The restart times, kept across runs ($STATE_DIRECTORY).
+          StateDirectory = "pulsewire-connect-watch";
+          TimeoutStartSec = "60s";
+        };
+      };
+      systemd.timers.pulsewire-connect-watch = {
+        description = "Pulsewire: check the Kafka Connect connector every 30 s";
+        wantedBy = [ "timers.target" ];
+        timerConfig = {
+          OnActiveSec = "2min";
+          OnUnitActiveSec = "30s";
         };
       };
     })

@@ -38,13 +38,16 @@ let
   log4jOpts = import ./lib/kafka-logging.nix { inherit lib pkgs kafka; };
 
   javaEnvironment = heap: {
-    KAFKA_HEAP_OPTS = "-Xms${heap} -Xmx${heap}";
+    KAFKA_HEAP_OPTS = jvmMemoryOpts heap;
     KAFKA_LOG4J_OPTS = log4jOpts;
     # Without -loggc: no GC log files, journald has what matters.
     EXTRA_ARGS = "-name kafkaServer";
   };
 
-  inherit (import ./lib/hardening.nix) jvm;
+  inherit (import ./lib/hardening.nix) jvm jvmMemoryOpts;
+
+  # The topics oneshot's kafka-topics/kafka-configs JVMs.
+  topicsHeap = "128m";
 
   localBrokerUnits = map (id: "${unitName id}.service") kcfg.localBrokers;
 
@@ -67,7 +70,7 @@ let
             --config ${propertiesFile id}
         fi
       '';
-      serviceConfig = jvm // {
+      serviceConfig = jvm kcfg.heap // {
         ExecStart = "${kafka}/bin/kafka-server-start.sh ${propertiesFile id}";
         StateDirectory = unitName id;
         StateDirectoryMode = "0700";
@@ -102,11 +105,7 @@ let
       echo "topic ${t.name}: ensure present"
       retry ${kafka}/bin/kafka-topics.sh --bootstrap-server "$bootstrap" ${lib.escapeShellArgs (render.topicCreateArgs t)}
       echo "topic ${t.name}: apply configs"
-      retry ${kafka}/bin/kafka-configs.sh --bootstrap-server "$bootstrap" \
-        --entity-type topics --entity-name ${lib.escapeShellArg t.name} \
-        --alter --add-config ${
-          lib.escapeShellArg (lib.concatStringsSep "," (lib.mapAttrsToList (k: v: "${k}=${v}") t.configs))
-        }
+      retry ${kafka}/bin/kafka-configs.sh --bootstrap-server "$bootstrap" ${lib.escapeShellArgs (render.topicAlterArgs t)}
     '') render.topics}
     echo "pulsewire-kafka-topics: all ${toString (builtins.length render.topics)} topics present"
   '';
@@ -133,10 +132,10 @@ in
           after = localBrokerUnits;
           wants = localBrokerUnits;
           environment = {
-            KAFKA_HEAP_OPTS = "-Xmx128m";
+            KAFKA_HEAP_OPTS = jvmMemoryOpts topicsHeap;
             KAFKA_LOG4J_OPTS = log4jOpts;
           };
-          serviceConfig = jvm // {
+          serviceConfig = jvm topicsHeap // {
             Type = "oneshot";
             RemainAfterExit = true;
             ExecStart = topicScript;

@@ -65,11 +65,12 @@ let
       description = "${what} HTTP port.";
     };
 
-  # A JVM's heap (both -Xms and -Xmx), e.g. "512m".
+  # A JVM's heap (both -Xms and -Xmx), e.g. "512m"; the unit's MemoryMax is
+  # derived from it (nixos/lib/hardening.nix, jvm).
   heapSize =
     default: description:
     mkOption {
-      type = types.str;
+      type = types.strMatching "[0-9]+[kKmMgG]";
       inherit default description;
     };
 
@@ -91,8 +92,44 @@ let
       inherit description;
     };
 
+  # Each stage's systemd MemoryMax and TasksMax, sized from what it holds at
+  # most (docs/delivery.md, "Memory and task limits", has the measurements):
+  # librdkafka's bounded buffers (8 MB of read-ahead, 32 MB of producer queue;
+  # services/runtime/src/runner/client.rs) and one batch of 20,000 records for
+  # every Kafka stage, plus the processor's state table (max_states 10,000
+  # full windows of 1,024 readings: ~170 MB). Threads: a tokio worker per CPU
+  # and about 10 per librdkafka client.
+  stageLimits = {
+    simulator = {
+      memoryMax = "64M";
+      tasksMax = 64;
+    };
+    aggregator = {
+      memoryMax = "256M";
+      tasksMax = 256;
+    };
+    processor = {
+      memoryMax = "512M";
+      tasksMax = 256;
+    };
+    uploader = {
+      memoryMax = "256M";
+      tasksMax = 256;
+    };
+  };
+
   stageOptions = name: extra: {
     enable = componentEnable "Whether to run the pulsewire-${name} service.";
+    memoryMax = mkOption {
+      type = types.strMatching "[0-9]+[KMGT]?";
+      default = stageLimits.${name}.memoryMax;
+      description = "systemd MemoryMax of pulsewire-${name}: above it the kernel kills the service (and systemd restarts it).";
+    };
+    tasksMax = mkOption {
+      type = types.ints.positive;
+      default = stageLimits.${name}.tasksMax;
+      description = "systemd TasksMax of pulsewire-${name}: the most threads it may run.";
+    };
     metricsAddress = mkOption {
       type = types.str;
       default = "127.0.0.1:${toString p.services.${name}.metrics_port}";

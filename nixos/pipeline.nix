@@ -26,7 +26,7 @@ let
   cfg = config.services.pulsewire;
   kcfg = cfg.kafka;
   render = import ./lib/render.nix cfg;
-  inherit (import ./lib/hardening.nix) native;
+  inherit (import ./lib/hardening.nix) native limits;
   secrets = import ./lib/secret-paths.nix cfg;
 
   # Local units a Kafka-facing stage waits for (none when brokers are remote).
@@ -73,6 +73,7 @@ let
             environment = command.environment // scfg.environment;
             serviceConfig =
               native
+              // limits { inherit (scfg) memoryMax tasksMax; }
               // {
                 Type = "notify";
                 NotifyAccess = "main";

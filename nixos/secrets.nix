@@ -116,7 +116,7 @@ in
       before = consumers;
       requiredBy = consumers;
       path = [ pkgs.coreutils ];
-      serviceConfig = {
+      serviceConfig = (import ./lib/hardening.nix).scriptLimits // {
         Type = "oneshot";
         RemainAfterExit = true;
         ExecStart = script;

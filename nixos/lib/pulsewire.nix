@@ -163,6 +163,19 @@ rec {
     ]
     ++ builtins.concatLists (map (k: [ "--config" "${k}=${t.configs.${k}}" ]) (builtins.attrNames t.configs));
 
+  # Arguments for `kafka-configs.sh --alter` that set the declared configs of an
+  # existing topic (idempotent): --if-not-exists leaves an upgraded appliance's
+  # topics with the configs they were created with.
+  topicAlterArgs = t: [
+    "--entity-type"
+    "topics"
+    "--entity-name"
+    t.name
+    "--alter"
+    "--add-config"
+    (builtins.concatStringsSep "," (map (k: "${k}=${t.configs.${k}}") (builtins.attrNames t.configs)))
+  ];
+
   connect = pipeline.connect;
 
   # The names of one Connect cluster. The FileStreamSource reads a file local

@@ -113,7 +113,7 @@ h.run [
       && (sc u).StateDirectory == u
       && (sc u).Restart == "on-failure"
       && (sc u).SuccessExitStatus == "0 143"
-      && units.${u}.environment.KAFKA_HEAP_OPTS == "-Xms${pipeline.kafka.heap} -Xmx${pipeline.kafka.heap}"
+      && lib.hasPrefix "-Xms${pipeline.kafka.heap} -Xmx${pipeline.kafka.heap} " units.${u}.environment.KAFKA_HEAP_OPTS
     ) brokerUnits
   ))
   (check "brokers: storage formatted once, with the pipeline's cluster id" (
@@ -180,6 +180,29 @@ h.run [
     && units.pulsewire-connect-register.environment.CONNECT_URL == "http://127.0.0.1:${toString pipeline.connect.rest_port}"
     && units.pulsewire-connect-register.environment.CONNECTOR_CONFIG == "${appliance.environment.etc."pulsewire/connector.json".source}"
     && builtins.elem "pulsewire-connect.service" units.pulsewire-connect-register.after
+  ))
+  (check "connect watch: provisioning/connect/watch every 30 s by a timer, restart times in its state directory" (
+    let
+      timer = appliance.systemd.timers.pulsewire-connect-watch;
+    in
+    text (sc "pulsewire-connect-watch").ExecStart == builtins.readFile ../../provisioning/connect/watch
+    && (sc "pulsewire-connect-watch").Type == "oneshot"
+    && (sc "pulsewire-connect-watch").StateDirectory == "pulsewire-connect-watch"
+    && units.pulsewire-connect-watch.environment.CONNECTOR_NAME == pipeline.connect.connector_name
+    && units.pulsewire-connect-watch.environment.CONNECT_URL == units.pulsewire-connect-register.environment.CONNECT_URL
+    && builtins.all (p: builtins.elem p units.pulsewire-connect-watch.path) [ nixos.pkgs.curl nixos.pkgs.jq ]
+    && timer.timerConfig.OnUnitActiveSec == "30s"
+    && builtins.elem "timers.target" timer.wantedBy
+    && !(units.pulsewire-connect-watch ? wantedBy && units.pulsewire-connect-watch.wantedBy != [ ])
+  ))
+  (check "topics oneshot: sets every topic's declared configs on existing topics too" (
+    let
+      script = text (sc "pulsewire-kafka-topics").ExecStart;
+    in
+    contains "kafka-configs.sh" script
+    && contains "--entity-name heartrate.raw --alter --add-config " script
+    && contains "max.message.bytes=${pipeline.topics.raw.configs."max.message.bytes"}" script
+    && contains "retention.ms=${toString pipeline.kafka.topic_defaults.retention_ms}" script
   ))
   (check "readings directory: owned by pulsewire, group-readable only" (
     builtins.elem "d ${builtins.dirOf pipeline.connect.file} 0750 pulsewire pulsewire - -" appliance.systemd.tmpfiles.rules

@@ -345,6 +345,14 @@ in
             appliance.succeed(f"journalctl -u {unit} -o cat --no-pager | grep -q .")
         appliance.succeed("journalctl -u pulsewire-kafka-1.service -o cat --no-pager | grep -q 'Kafka Server started'")
 
+    with subtest("the Connect watch finds the connector and its task RUNNING, under its limits"):
+        # provisioning/connect/watch exits 0 only then; the timer runs it every 30 s.
+        appliance.succeed("systemctl start pulsewire-connect-watch.service")
+        appliance.succeed("systemctl is-active pulsewire-connect-watch.timer")
+        for unit in [u for u in units if u.startswith("pulsewire-")]:
+            limits = appliance.succeed(f"systemctl show -P MemoryMax -P TasksMax {unit}").split()
+            assert "infinity" not in limits, f"{unit}: MemoryMax/TasksMax {limits}"
+
     with subtest("the stage units are sandboxed (systemd-analyze security: OK or better)"):
         for s in ["simulator"] + stages:
             out = appliance.succeed(f"systemd-analyze security --no-pager pulsewire-{s}.service")

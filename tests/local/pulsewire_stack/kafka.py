@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .processes import http, log_contains, log_size, start, wait_for
+from .processes import http, log_contains, log_size, running_pid, start, wait_for
 from .render import render
 from .settings import CACHE, LOGS, PIPELINE, REPO, STATE, StackError, log, readings_file
 
@@ -25,6 +25,12 @@ LOG4J_VERSION = "2.25.4"
 
 # The one connector registration, shared with the appliance's pulsewire-connect-register unit.
 REGISTER = REPO / "provisioning" / "connect" / "register"
+# The connector watch, shared with the appliance's pulsewire-connect-watch unit (a 30 s timer).
+# The stack checks every WATCH_INTERVAL seconds and starts its restart backoff at
+# WATCH_BACKOFF seconds (the appliance: 60), so that a test sees it give up within minutes.
+WATCH = REPO / "provisioning" / "connect" / "watch"
+WATCH_INTERVAL = 2
+WATCH_BACKOFF = 5
 
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -171,21 +177,41 @@ def wait_broker(name: str, since: int = 0, timeout: float = 120) -> None:
 
 
 def create_topics(dist: KafkaDist) -> None:
-    """`kafka-topics --create --if-not-exists` with the renderer's arguments, one JVM per
-    topic, all at once."""
+    """`kafka-topics --create --if-not-exists`, then `kafka-configs --alter` of the declared
+    configs (a topic from an older pipeline.toml gets them too), with the renderer's
+    arguments as the appliance's pulsewire-kafka-topics unit: one JVM per topic, all at once."""
     r = render()
+    _tool_per_topic(dist, "org.apache.kafka.tools.TopicCommand", r["topicCreateArgs"], "creating topics")
+    _tool_per_topic(dist, "kafka.admin.ConfigCommand", r["topicAlterArgs"], "applying topic configs")
+
+
+def _tool_per_topic(dist: KafkaDist, main: str, argsets: list[list[str]], what: str) -> None:
     procs = []
-    for args in r["topicCreateArgs"]:
-        cmd = java_cmd(dist, "256m", "org.apache.kafka.tools.TopicCommand", "--bootstrap-server",
-                       r["bootstrapServers"], *args, opts=("-XX:TieredStopAtLevel=1",), tool=True)
+    for args in argsets:
+        cmd = java_cmd(dist, "256m", main, "--bootstrap-server", render()["bootstrapServers"], *args,
+                       opts=("-XX:TieredStopAtLevel=1",), tool=True)
         procs.append((args, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
     errors = []
     for args, proc in procs:
         out, err = proc.communicate(timeout=180)
         if proc.returncode != 0:
-            errors.append(f"TopicCommand {' '.join(args)}:\n{err.strip()[-2000:]}")
+            errors.append(f"{main.rsplit('.', 1)[-1]} {' '.join(args)}:\n{err.strip()[-2000:]}")
     if errors:
-        raise StackError("creating topics failed:\n" + "\n".join(errors))
+        raise StackError(f"{what} failed:\n" + "\n".join(errors))
+
+
+def topic_configs(dist: KafkaDist, topic: str) -> dict[str, str]:
+    """The configs set on `topic` itself (not the broker defaults), by `kafka-configs --describe`."""
+    res = kafka_tool(dist, "kafka.admin.ConfigCommand", "--bootstrap-server", render()["bootstrapServers"],
+                     "--entity-type", "topics", "--entity-name", topic, "--describe")
+    configs = {}
+    for line in res.stdout.splitlines():
+        line = line.strip()
+        # "  retention.ms=1209600000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=...}"
+        if "=" in line and not line.startswith("Dynamic configs"):
+            key, value = line.split(" ", 1)[0].split("=", 1)
+            configs[key] = value
+    return configs
 
 
 def connect_url(path: str = "") -> str:
@@ -207,6 +233,18 @@ def wait_connect() -> None:
     wait_for("Kafka Connect's REST API", lambda: http("GET", connect_url("/connectors"))[0] == 200,
              180, component="connect", interval=1)
     register_connector()
+    start_watch()
+
+
+def start_watch() -> None:
+    """provisioning/connect/watch every WATCH_INTERVAL seconds, its reports in
+    logs/connect-watch.log (the appliance's journal of pulsewire-connect-watch)."""
+    if running_pid("connect-watch"):
+        return
+    env = dict(os.environ, CONNECT_URL=connect_url(), CONNECTOR_NAME=render()["connectorName"],
+               WATCH_STATE=str(STATE / "connect-watch"), WATCH_BACKOFF=str(WATCH_BACKOFF))
+    start("connect-watch", ["bash", "-c", f'while :; do "$0" || true; sleep {WATCH_INTERVAL}; done',
+                            str(WATCH)], env=env)
 
 
 

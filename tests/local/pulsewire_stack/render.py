@@ -29,6 +29,7 @@ in {
     });
   }) l.brokers;
   topicCreateArgs = map l.topicCreateArgs l.topics;
+  topicAlterArgs = map l.topicAlterArgs l.topics;
   connectProperties = l.toProperties (l.connectWorkerSettings { inherit pluginPath; });
   connectorConfig = l.connectorConfig { inherit file; };
   restPort = l.connect.rest_port;

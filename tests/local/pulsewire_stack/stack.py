@@ -15,7 +15,7 @@ from .settings import LOGS, STATE, StackError, log
 from .store import start_store, start_store_wait
 
 # The infrastructure the stack runs besides the services.
-INFRA = ("broker-1", "broker-2", "broker-3", "store", "connect")
+INFRA = ("broker-1", "broker-2", "broker-3", "store", "connect", "connect-watch")
 
 
 def running_components() -> list[str]:
@@ -81,7 +81,7 @@ def render_ports(with_store: bool = True) -> list[int]:
 BROKER_STOP_TIMEOUT = 15
 
 
-STOP_ORDER = ("simulator", "connect", "uploader", "processor", "aggregator", "store")
+STOP_ORDER = ("simulator", "connect-watch", "connect", "uploader", "processor", "aggregator", "store")
 
 
 def wipe(keep: tuple[str, ...] = ()) -> None:
@@ -143,7 +143,7 @@ def down(purge: bool = False, broker_timeout: float | None = None) -> list[str]:
 def status() -> list[tuple[str, str]]:
     rows = []
     r = render()
-    known = [f"broker-{b['id']}" for b in r["brokers"]] + ["store", "connect", *SERVICES]
+    known = [f"broker-{b['id']}" for b in r["brokers"]] + ["store", "connect", "connect-watch", *SERVICES]
     ports = {f"broker-{b['id']}": f"{b['port']}/{b['controllerPort']}" for b in r["brokers"]}
     ports.update({"store": str(r["influxdb"]["port"]), "connect": str(r["restPort"])})
     ports.update({s: str(metrics_port(s)) for s in SERVICES})

@@ -2,6 +2,7 @@
 #   systemd.services.<name>.*   nixos/lib/systemd-unit-options.nix @ 515c8fb59bc189b54fc47113d6248cd45f607f65
 #                               (unitOption, unitNameType in nixos/lib/systemd-lib.nix; the
 #                               service submodule as nixos/modules/system/boot/systemd.nix builds it)
+#   systemd.timers.<name>.*     the same file's timerOptions (common unit options + timerConfig)
 #   systemd.tmpfiles.rules      nixos/modules/system/boot/systemd/tmpfiles.nix
 # Like nixpkgs, preStart/script/postStart become ExecStartPre/ExecStart/ExecStartPost scripts.
 { lib, pkgs, ... }:
@@ -139,10 +140,24 @@ let
         })
       ];
     };
+
+  timer = {
+    options = {
+      enable = opt types.bool true;
+      description = opt types.singleLineStr "";
+      wantedBy = units;
+      requiredBy = units;
+      after = units;
+      before = units;
+      unitConfig = opt (types.attrsOf unitOption) { };
+      timerConfig = mkOption { type = types.attrsOf unitOption; };
+    };
+  };
 in
 {
   options.systemd = {
     services = opt (types.attrsOf (types.submodule service)) { };
+    timers = opt (types.attrsOf (types.submodule timer)) { };
     tmpfiles.rules = opt (types.listOf types.str) [ ];
   };
 }
