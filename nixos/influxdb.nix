@@ -34,7 +34,15 @@ let
   render = import ./lib/render.nix cfg;
   inherit (render.influxdb) org bucket rollups;
   secrets = import ./lib/secret-paths.nix cfg;
-  inherit (import ./lib/hardening.nix) common oneshot;
+  inherit (import ./lib/hardening.nix) common oneshot limits;
+
+  # influxd's own memory: its cache and index grow with the data kept
+  # (pipeline.toml's 30 days of a few sensors is well under 1 GB); the
+  # setup's private influxd holds an empty or small store for a few seconds.
+  influxdLimits = limits {
+    memoryMax = "2G";
+    tasksMax = 512;
+  };
 
   # The scripts and the api.bash they source, as one directory.
   scripts = ../provisioning/influxdb;
@@ -160,7 +168,7 @@ in
         pkgs.jq
         pkgs.coreutils
       ];
-      serviceConfig = common // {
+      serviceConfig = common // influxdLimits // {
         Type = "oneshot";
         RemainAfterExit = true;
         DynamicUser = false;
@@ -185,7 +193,7 @@ in
     systemd.services.influxdb2 = {
       after = [ "pulsewire-influxdb-setup.service" ];
       requires = [ "pulsewire-influxdb-setup.service" ];
-      serviceConfig = removeAttrs common [ "DynamicUser" ] // {
+      serviceConfig = removeAttrs common [ "DynamicUser" ] // influxdLimits // {
         SystemCallFilter = lib.mkForce common.SystemCallFilter;
       };
     };

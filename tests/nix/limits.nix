@@ -26,7 +26,8 @@ let
     ];
   appliance = eval { };
   units = appliance.systemd.services;
-  pulsewireUnits = lib.filter (lib.hasPrefix "pulsewire-") (builtins.attrNames units);
+  # And nixpkgs' influxdb2 unit, which Pulsewire configures (influxdb.nix).
+  pulsewireUnits = lib.filter (lib.hasPrefix "pulsewire-") (builtins.attrNames units) ++ [ "influxdb2" ];
   sc = name: units.${name}.serviceConfig;
 
   # "1392M" -> 1392

@@ -349,7 +349,7 @@ in
         # provisioning/connect/watch exits 0 only then; the timer runs it every 30 s.
         appliance.succeed("systemctl start pulsewire-connect-watch.service")
         appliance.succeed("systemctl is-active pulsewire-connect-watch.timer")
-        for unit in [u for u in units if u.startswith("pulsewire-")]:
+        for unit in [u for u in units if u.startswith("pulsewire-")] + ["influxdb2.service"]:
             limits = appliance.succeed(f"systemctl show -P MemoryMax -P TasksMax {unit}").split()
             assert "infinity" not in limits, f"{unit}: MemoryMax/TasksMax {limits}"
 
