@@ -44,6 +44,12 @@ let
 
   restUrl = "http://${render.kafka.host}:${toString render.connect.rest_port}";
 
+  # Where the register and watch scripts find this host's connector.
+  connectorEnvironment = {
+    CONNECT_URL = restUrl;
+    CONNECTOR_NAME = (render.connectNames ccfg.cluster).connectorName;
+  };
+
   log4jOpts = import ./lib/kafka-logging.nix {
     inherit lib pkgs kafka;
     loggers."org.reflections" = "ERROR";
@@ -115,9 +121,7 @@ in
           pkgs.jq
           pkgs.coreutils
         ];
-        environment = {
-          CONNECT_URL = restUrl;
-          CONNECTOR_NAME = (render.connectNames ccfg.cluster).connectorName;
+        environment = connectorEnvironment // {
           CONNECTOR_CONFIG = "${connectorJson}";
           REGISTER_TIMEOUT = "600";
         };
@@ -140,10 +144,7 @@ in
           pkgs.jq
           pkgs.coreutils
         ];
-        environment = {
-          CONNECT_URL = restUrl;
-          CONNECTOR_NAME = render.connectorName;
-        };
+        environment = connectorEnvironment;
         serviceConfig = common // scriptLimits // {
           Type = "oneshot";
           ExecStart = watchScript;

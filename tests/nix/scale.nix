@@ -117,6 +117,13 @@ h.run [
       .systemd.services.pulsewire-connect-register.environment.CONNECTOR_NAME
     == "${pipeline.connect.connector_name}-host-b"
   ))
+  (check "connect: the watch asks for the connector the register unit registered" (
+    let
+      u = (host "host-b" { services.pulsewire.kafka.localBrokers = [ 2 ]; }).systemd.services;
+    in
+    u.pulsewire-connect-watch.environment.CONNECTOR_NAME == u.pulsewire-connect-register.environment.CONNECTOR_NAME
+    && u.pulsewire-connect-watch.environment.CONNECTOR_NAME == "${pipeline.connect.connector_name}-host-b"
+  ))
   (check "connect: a host with every broker keeps pipeline.toml's names (an upgrade keeps its file offsets)" (
     (props alone)."group.id" == pipeline.connect.group_id
     && (props alone)."offset.storage.topic" == pipeline.connect.offset_topic
