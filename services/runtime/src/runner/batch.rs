@@ -152,6 +152,8 @@ pub fn collect<S: Source>(
                 })?;
                 batch.add(&record);
             }
+            // A committed offset is gone from the log: stop, do not skip.
+            Some(Err(err)) if super::integrity::is_refused(&err) => return Err(err),
             Some(Err(err)) => {
                 // librdkafka reports transient broker trouble here and
                 // recovers by itself; it is not a reason to drop the batch.

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use super::batch::{self, Batch, Collected};
+use super::integrity::{self, is_refused};
 use super::restore::Restore;
 use super::{Source, StageSpec, Transform};
 use crate::metrics as m;
@@ -74,7 +75,8 @@ pub fn session_pauses() -> impl Iterator<Item = Duration> {
 
 /// Runs a stage until shutdown. `connect` builds the group consumer of a
 /// session; errors that leave the clients unusable rebuild them after a
-/// capped exponential pause; the stage only returns on shutdown.
+/// capped exponential pause; the stage only returns on shutdown, or with a
+/// [`integrity::Refused`] error when it must not run at all.
 pub fn run<S, T, C>(
     spec: &StageSpec,
     env: &Env<'_>,
@@ -103,6 +105,8 @@ where
         }
         match result {
             Ok(()) => break,
+            // Retrying cannot help: the process stops (`integrity`).
+            Err(err) if is_refused(&err) => return Err(err),
             Err(err) if env.shutdown.is_shutdown() => {
                 tracing::info!(error = format!("{err:#}"), "stopped during shutdown");
                 break;
@@ -153,7 +157,9 @@ where
         env.notifier.watchdog();
         let generation = source.generation();
         if generation != seen_generation && generation > 0 {
-            reset(source, restore, transform)?;
+            if !reset(spec, env, source, restore, transform)? {
+                continue;
+            }
             seen_generation = generation;
             if !*ready {
                 env.notifier
@@ -170,13 +176,16 @@ where
             Ok(Collected::Batch(batch)) => batch,
             // Nothing was committed; the top of the loop resets the stage.
             Ok(Collected::Rebalanced) => continue,
+            Err(err) if is_refused(&err) => return Err(err),
             Err(err) => {
                 // A record the stage could not handle at all (not a bad
                 // line: those go to the DLQ). Start the batch over.
                 metrics::counter!(m::ERRORS, "kind" => "transform").increment(1);
                 tracing::error!(error = format!("{err:#}"), "batch failed; rewinding");
                 source.rewind()?;
-                reset(source, restore, transform)?;
+                if !reset(spec, env, source, restore, transform)? {
+                    seen_generation = u64::MAX;
+                }
                 continue;
             }
         };
@@ -214,7 +223,9 @@ where
                 );
                 commit.abort()?;
                 source.rewind()?;
-                reset(source, restore, transform)?;
+                if !reset(spec, env, source, restore, transform)? {
+                    seen_generation = u64::MAX;
+                }
             }
         }
     }
@@ -224,28 +235,48 @@ where
 }
 
 /// Makes the stage forget its uncommitted work and restores its changelog
-/// for the partitions now assigned.
+/// for the partitions now assigned, checked against the group's offsets
+/// ([`integrity::restore_checked`]). Returns `false` if the assignment
+/// changed meanwhile: the caller resets again.
 fn reset<S: Source, T: Transform>(
+    spec: &StageSpec,
+    env: &Env<'_>,
     source: &S,
     restore: &impl Restore,
     transform: &mut T,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let partitions = source.assigned();
-    transform.reset();
-    if let Some(topic) = transform.changelog() {
-        let topic = topic.to_string();
-        let started = Instant::now();
-        let records = restore.read_to_end(&topic, &partitions, &mut |r| transform.restore(r))?;
+    let Some(topic) = transform.changelog().map(str::to_string) else {
+        transform.reset();
+        transform.restored(&partitions);
+        return Ok(true);
+    };
+    let started = Instant::now();
+    // Paused, the group consumer can be polled during the restore (so the
+    // group keeps it) without fetching input.
+    source.pause()?;
+    let restored = integrity::restore_checked(
+        spec,
+        &topic,
+        &partitions,
+        source,
+        restore,
+        transform,
+        env.notifier,
+    );
+    source.resume()?;
+    if restored? {
         metrics::histogram!(m::RESTORE_SECONDS).record(started.elapsed().as_secs_f64());
         tracing::info!(
             ?partitions,
-            records,
             ms = started.elapsed().as_millis() as u64,
             "state restored from changelog"
         );
+        Ok(true)
+    } else {
+        tracing::info!(?partitions, "assignment changed during the restore");
+        Ok(false)
     }
-    transform.restored(&partitions);
-    Ok(())
 }
 
 #[cfg(test)]
