@@ -307,3 +307,31 @@ pub fn restore_checked<S: Source, T: Transform>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_units_do_not_restart_a_stage_that_refuses_to_run() {
+        let units = include_str!("../../../../nixos/pipeline.nix");
+        let line = format!("RestartPreventExitStatus = \"{EXIT_REFUSED}\";");
+        assert!(units.contains(&line), "nixos/pipeline.nix lacks {line}");
+    }
+
+    #[test]
+    fn markers_carry_each_partitions_committed_offset_under_the_reserved_key() {
+        let mut offsets = Offsets::default();
+        offsets.record("readings", 2, 41);
+        let out = markers("state", &offsets);
+        assert_eq!(
+            out,
+            [Output {
+                topic: "state".into(),
+                partition: Some(2),
+                key: Some(b"@input-offset".to_vec()),
+                payload: br#"{"topic":"readings","partition":2,"next_offset":42}"#.to_vec(),
+            }]
+        );
+    }
+}
