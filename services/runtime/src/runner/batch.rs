@@ -128,7 +128,11 @@ pub fn collect<S: Source>(
             // first record of the new assignment. It is not handled (the
             // stage must reset first), so put the position back on it, or
             // the next batch would commit past a record nobody processed.
-            if let Some(Ok(msg)) = &polled {
+            if let Some(Err(err)) = polled {
+                if super::integrity::is_refused(&err) {
+                    return Err(err);
+                }
+            } else if let Some(Ok(msg)) = &polled {
                 let r = msg.record();
                 source
                     .seek(r.topic, r.partition, r.offset)

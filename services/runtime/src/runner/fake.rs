@@ -110,6 +110,9 @@ pub struct Broker {
     last_txn: usize,
     /// The first offset still in each input partition's log.
     log_start: BTreeMap<i32, i64>,
+    /// Partitions whose position fell out of the log: reported once, as
+    /// librdkafka does, then never fetched again.
+    out_of_range: std::collections::BTreeSet<i32>,
 }
 
 pub type Shared = Rc<RefCell<Broker>>;
@@ -167,6 +170,8 @@ impl Broker {
                     self.assigned = partitions;
                     self.generation += 1;
                     self.paused = false;
+                    // A poll runs one rebalance; later events wait for the next.
+                    break;
                 }
                 Some(Event::Append(p, line)) => self.append(p, line),
                 Some(Event::MarkersPending) => self.markers_pending += 1,
@@ -250,20 +255,27 @@ impl Source for FakeSource {
                 let _ = stop.send(true);
             }
         }
-        if b.paused {
-            return None;
-        }
         let assigned = b.assigned.clone();
-        for p in assigned {
+        for &p in &assigned {
             let position = b.position.get(&p).copied().unwrap_or(0);
             let start = b.log_start.get(&p).copied().unwrap_or(0);
-            if position < start {
-                // What `KafkaSource` makes of auto.offset.reset=error.
+            if position < start && b.out_of_range.insert(p) {
+                // What `KafkaSource` makes of auto.offset.reset=error, paused
+                // or not.
                 return Some(Err(super::integrity::Refused(format!(
                     "offset {position} of {INPUT}/{p} is no longer in the log, which starts at \
                      {start}"
                 ))
                 .into()));
+            }
+        }
+        if b.paused {
+            return None;
+        }
+        for p in assigned {
+            let position = b.position.get(&p).copied().unwrap_or(0);
+            if b.out_of_range.contains(&p) {
+                continue;
             }
             if let Some(record) = b.input.get(&p).and_then(|log| log.get(position as usize)) {
                 let record = record.clone();

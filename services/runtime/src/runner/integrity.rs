@@ -221,11 +221,17 @@ pub fn restore_checked<S: Source, T: Transform>(
     let generation = source.generation();
     let mut keepalive = || -> anyhow::Result<()> {
         notifier.watchdog();
-        if let Some(Ok(msg)) = source.poll(Duration::ZERO) {
+        match source.poll(Duration::ZERO) {
             // Paused partitions deliver nothing new, but a record fetched
             // before the pause may still be queued: put it back.
-            let r = msg.record();
-            source.seek(r.topic, r.partition, r.offset)?;
+            Some(Ok(msg)) => {
+                let r = msg.record();
+                source.seek(r.topic, r.partition, r.offset)?;
+            }
+            // A committed input offset is gone from the log.
+            Some(Err(err)) if is_refused(&err) => return Err(err),
+            Some(Err(err)) => tracing::warn!(error = format!("{err:#}"), "consumer error"),
+            None => {}
         }
         anyhow::ensure!(source.generation() == generation, Rebalanced);
         Ok(())

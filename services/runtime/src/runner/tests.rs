@@ -431,3 +431,26 @@ fn a_committed_offset_gone_from_the_log_stops_the_stage() {
     assert_eq!(b.committed, BTreeMap::from([(0, 2)]));
     assert_eq!(b.producers, 1, "not retried: the stage stops");
 }
+
+#[test]
+fn a_committed_offset_gone_from_the_log_during_a_restore_stops_the_stage() {
+    let (stop, shutdown) = Shutdown::manual();
+    let broker = Broker::new(&lines(4, 0), &[0], stop);
+    // A rebalance after the first batch; at the next poll, the first of
+    // the restore it runs, the paused consumer reports the lost offset
+    // (once, as librdkafka does).
+    broker
+        .borrow_mut()
+        .at(2, Event::Assign(vec![0]))
+        .at(2, Event::LogStart(0, 3));
+    let mut stage = Counter::default();
+    let err = try_run_stage(&broker, &shutdown, &mut stage, 2).unwrap_err();
+    assert!(integrity::is_refused(&err), "{err:#}");
+    let b = broker.borrow();
+    assert_eq!(b.outputs("out"), ["a#1", "b#2"]);
+    assert_eq!(
+        stage.restored,
+        [vec![0]],
+        "the second restore did not finish"
+    );
+}
