@@ -191,7 +191,7 @@ impl Names<'_> {
             // Written before markers existed: trusted (see `restore`).
             (None, Some(_)) if seen.states > 0 => Verdict::Consistent,
             (None, Some(c)) => Verdict::Behind(format!(
-                "changelog empty, group committed {c}: the changelog was deleted or recreated"
+                "the changelog holds no state and no input offset, the group committed {c}"
             )),
         }
     }
@@ -290,9 +290,13 @@ pub fn restore_checked<S: Source, T: Transform>(
         if Instant::now() >= deadline {
             return Err(Refused(names.refuse(
                 *p,
-                format!("{why}, still after {} s", restore.catch_up().as_secs_f64()),
-                "If the changelog was deleted or recreated, restore it from a backup, or \
-                 start this state over on purpose by deleting the group's offsets \
+                format!(
+                    "{why}, still after {} s: the changelog was deleted, recreated or \
+                     truncated",
+                    restore.catch_up().as_secs_f64()
+                ),
+                "Restore the changelog from a backup, or start this state over on purpose by \
+                 deleting the changelog's records and the group's offsets \
                  (kafka-consumer-groups.sh --delete-offsets).",
             ))
             .into());

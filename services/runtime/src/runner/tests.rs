@@ -326,8 +326,8 @@ fn a_deleted_changelog_refuses_to_run_and_says_so() {
     assert!(
         msg.starts_with(
             "changelog counts partition 0 does not match the committed offset of group group \
-             on in/0: changelog empty, group committed 2: the changelog was deleted or recreated, \
-             still after 0.5 s."
+             on in/0: the changelog holds no state and no input offset, the group committed 2, \
+             still after 0.5 s: the changelog was deleted, recreated or truncated."
         ),
         "{msg}"
     );
