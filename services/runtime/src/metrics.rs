@@ -44,8 +44,9 @@ pub const RESTORE_SECONDS: &str = "pulsewire_state_restore_seconds";
 pub const STATE_KEYS: &str = "pulsewire_state_keys";
 /// Lines written by the simulator.
 pub const LINES_WRITTEN: &str = "pulsewire_lines_written_total";
-/// Seconds the current batch has been retried, by what it waits `for`
-/// (`influxdb`); 0 while batches go through.
+/// Seconds a stage has been retrying, by what it waits `for`: `influxdb`
+/// (the uploader's current batch) or `kafka` (sessions failing one after
+/// the other); 0 while batches go through.
 pub const WAITING_SECONDS: &str = "pulsewire_waiting_seconds";
 
 const SECONDS_BUCKETS: &[f64] = &[

@@ -92,6 +92,8 @@ where
 {
     let mut pause = session_pauses();
     let mut ready = false;
+    // Since when sessions have been failing, one after the other.
+    let mut failing_since: Option<Instant> = None;
     loop {
         let started = Instant::now();
         let result = commit.open().and_then(|()| {
@@ -102,6 +104,7 @@ where
             // A session that ran for a while was healthy: start the pauses
             // between rebuilds from the beginning again.
             pause = session_pauses();
+            failing_since = None;
         }
         match result {
             Ok(()) => break,
@@ -114,10 +117,14 @@ where
             Err(err) => {
                 metrics::counter!(m::ERRORS, "kind" => "session").increment(1);
                 let wait = pause.next().unwrap_or(SESSION_PAUSE_MAX);
+                let waited = failing_since.get_or_insert(started).elapsed();
+                metrics::gauge!(m::WAITING_SECONDS, "for" => "kafka").set(waited.as_secs_f64());
                 tracing::error!(
                     error = format!("{err:#}"),
                     retry_in_ms = wait.as_millis() as u64,
-                    "Kafka session failed; rebuilding clients"
+                    "waiting for Kafka: the session failed, failing for {} s; rebuilding clients, \
+                     nothing uncommitted is lost",
+                    waited.as_secs()
                 );
                 let until = Instant::now() + wait;
                 while Instant::now() < until && !env.shutdown.is_shutdown() {
@@ -209,6 +216,7 @@ where
                     batch.observe_latency();
                 }
                 transform.committed();
+                metrics::gauge!(m::WAITING_SECONDS, "for" => "kafka").set(0.0);
                 tracing::debug!(
                     records = batch.records,
                     outputs = outputs.len(),
