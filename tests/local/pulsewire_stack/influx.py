@@ -109,13 +109,17 @@ class Store:
     def set_up(self, retention_seconds: int | None = None) -> None:
         """The setup the appliance does (provisioning/influxdb/setup, the same script):
         org, buckets with their retention, the operator with password and token from
-        files, and the clients' tokens written to their files. Idempotent.
-        `retention_seconds` overrides pipeline.toml's retention of the bucket."""
+        files, and the clients' tokens written to their files. Idempotent; like the
+        appliance's, it sets the bucket's retention every time it runs: to
+        `retention_seconds`, or when that is None to what the last setup of this store
+        used (a restarted store keeps the stack's retention), or else pipeline.toml's."""
         password, token = secret_file(self.admin_password_file), secret_file(self.admin_token_file)
+        facts_file = self.secrets.parent / "influx-facts.json"
         facts = dict(self.facts)
+        if retention_seconds is None and facts_file.exists():
+            retention_seconds = json.loads(facts_file.read_text())["retention_seconds"]
         if retention_seconds is not None:
             facts["retention_seconds"] = retention_seconds
-        facts_file = self.secrets.parent / "influx-facts.json"
         facts_file.write_text(json.dumps(facts))
         res = subprocess.run(
             [str(SETUP), self.url, str(facts_file), str(password), str(token),

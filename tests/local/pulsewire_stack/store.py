@@ -41,8 +41,7 @@ def start_store(wait: bool = True) -> None:
 
 
 def start_store_wait(retention_seconds: int | None = None) -> None:
-    """Waits for InfluxDB, then sets it up on its first start (`retention_seconds`
-    overrides pipeline.toml's retention of the bucket)."""
+    """Waits for InfluxDB, then sets it up (`retention_seconds`: see Store.set_up)."""
     db = store()
     wait_for("InfluxDB to answer /health", db.healthy, 60, component="store")
     try:
