@@ -33,6 +33,9 @@ in {
   connectProperties = l.toProperties (l.connectWorkerSettings { inherit pluginPath; });
   connectorConfig = l.connectorConfig { inherit file; };
   restPort = l.connect.rest_port;
+  # The REST API's basic auth (nixos/connect.nix): its user and the JAAS file naming the users file.
+  connectRestUser = l.connectRestAuth.user;
+  connectJaas = l.connectRestAuth.jaas "${stateDir}/connect-rest-users.properties";
   # Each stage's command exactly as its unit runs it (nixos/pipeline.nix), with local paths.
   services = builtins.listToAttrs (map (stage: {
     name = stage;
