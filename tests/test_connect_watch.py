@@ -152,3 +152,11 @@ def test_failed_connector_is_reported_with_its_trace(connect, tmp_path):
     assert watch(connect.url, tmp_path)[1] == [
         f"connect-watch: connector {NAME} FAILED on worker w1:8083: java.lang.IllegalStateException: no file",
         f"connect-watch: restarting the failed tasks of {NAME} (restart 1 of 3 within 3600s)"]
+
+
+def test_an_unreadable_password_file_is_named(connect, tmp_path):
+    e = dict(os.environ, CONNECT_URL=connect.url, CONNECTOR_NAME=NAME, WATCH_STATE=str(tmp_path),
+             CONNECT_USER="pulsewire", CONNECT_PASSWORD_FILE=str(tmp_path / "missing"))
+    res = subprocess.run(["bash", str(WATCH)], env=e, capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stdout, res.stderr) == (
+        1, "", f"watch: cannot read CONNECT_PASSWORD_FILE={tmp_path / 'missing'} (Connect's REST password)\n")
