@@ -208,7 +208,7 @@ h.run [
       ];
       secretFree = u: !(contains "pulsewire-secrets" (builtins.toJSON (units.${u}.environment // { x = exec u; })));
     in
-    props."rest.extension.classes" == "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
+    (props."rest.extension.classes" or null) == "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
     && units.pulsewire-connect.environment.KAFKA_OPTS == "-Djava.security.auth.login.config=${jaas}"
     && contains "KafkaConnect {" jaas.text
     && contains "org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required" jaas.text
