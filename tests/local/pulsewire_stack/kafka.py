@@ -245,7 +245,7 @@ def start_connect(dist: KafkaDist, wait: bool = True) -> None:
     props = STATE / "connect.properties"
     props.write_text(r["connectProperties"])
     # As the appliance's ExecStartPre: the users file from the password (a properties line).
-    users = STATE / "connect-rest-users.properties"
+    users = Path(r["connectUsersFile"])
     users.touch(mode=0o600)
     password = read_secret(secret_file(CONNECT_PASSWORD)).replace("\\", "\\\\")
     users.write_text(f"{r['connectRestUser']}={password}\n")

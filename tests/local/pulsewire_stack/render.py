@@ -20,6 +20,7 @@ _EXPR = r"""
 { renderer, pipelineFile, portOffset, stateDir, pluginPath, file, binDir, tokenFile, instances }:
 let
   l = import (/. + renderer) { pipelineFile = /. + pipelineFile; portOffset = builtins.fromJSON portOffset; };
+  usersFile = "${stateDir}/connect-rest-users.properties";
 in {
   inherit (l) bootstrapServers clusterId connectorName topics influxdb;
   brokers = map (b: b // {
@@ -35,7 +36,8 @@ in {
   restPort = l.connect.rest_port;
   # The REST API's basic auth (nixos/connect.nix): its user and the JAAS file naming the users file.
   connectRestUser = l.connectRestAuth.user;
-  connectJaas = l.connectRestAuth.jaas "${stateDir}/connect-rest-users.properties";
+  connectUsersFile = usersFile;
+  connectJaas = l.connectRestAuth.jaas usersFile;
   # Each stage's command exactly as its unit runs it (nixos/pipeline.nix), with local paths.
   services = builtins.listToAttrs (map (stage: {
     name = stage;
