@@ -4,6 +4,12 @@
 # worker runs the distribution's connect-distributed.sh with properties
 # rendered by ./lib/pulsewire.nix.
 #
+# The REST API asks for basic auth (BasicAuthSecurityRestExtension, user
+# `pulsewire`, the generated secret connect-rest-password): every unit that
+# talks to it gets the password by LoadCredential; the worker writes its users
+# file from it (ExecStartPre) into its runtime directory, which the JAAS file
+# in the store names.
+#
 # The readings file (services.pulsewire.connect.file) lives in a directory
 # owned by the static `pulsewire` user: the simulator (or any other writer)
 # appends to it as that user, the worker reads it through the group.
@@ -41,6 +47,35 @@ let
   );
 
   connectorJson = pkgs.writeText "pulsewire-connector.json" (render.connectorJson { file = ccfg.file; });
+
+  secrets = import ./lib/secret-paths.nix cfg;
+  restAuth = render.connectRestAuth;
+  # systemd's name of the password in each unit's credentials directory.
+  passwordCredential = "connect-rest-password";
+  loadPassword = [ "${passwordCredential}:${secrets.connectRestPassword}" ];
+  # The register and watch scripts read it there (provisioning/connect/register).
+  restClientEnv = {
+    CONNECT_USER = restAuth.user;
+    CONNECT_PASSWORD_FILE = "%d/${passwordCredential}";
+  };
+
+  runtimeDir = "pulsewire-connect";
+  usersFile = "/run/${runtimeDir}/rest-users.properties";
+  jaasFile = pkgs.writeText "pulsewire-connect-jaas.conf" (restAuth.jaas usersFile);
+  # The worker's users file from the credential: a properties line, so a
+  # backslash in the password is escaped. An empty password file would leave the
+  # file without users, which the login module takes as "no auth": refused.
+  writeUsers = pkgs.writeShellScript "pulsewire-connect-rest-users" ''
+    set -euo pipefail
+    umask 0077
+    password=$(<"$CREDENTIALS_DIRECTORY/${passwordCredential}")
+    case $password in
+      "" | *$'\n'*)
+        echo "pulsewire-connect: the Connect REST password (services.pulsewire.secrets.connectRestPasswordFile, ${secrets.connectRestPassword}) must be one non-empty line" >&2
+        exit 1 ;;
+    esac
+    printf '%s=%s\n' ${restAuth.user} "''${password//\\/\\\\}" > ${usersFile}
+  '';
 
   restUrl = "http://${render.kafka.host}:${toString render.connect.rest_port}";
 
@@ -93,8 +128,14 @@ in
           KAFKA_HEAP_OPTS = jvmMemoryOpts ccfg.heap;
           KAFKA_LOG4J_OPTS = log4jOpts;
           EXTRA_ARGS = "-name connectDistributed";
+          # The REST API's login (JAAS section KafkaConnect).
+          KAFKA_OPTS = "-Djava.security.auth.login.config=${jaasFile}";
         };
         serviceConfig = jvm ccfg.heap // {
+          LoadCredential = loadPassword;
+          RuntimeDirectory = runtimeDir;
+          RuntimeDirectoryMode = "0700";
+          ExecStartPre = writeUsers;
           ExecStart = "${kafka}/bin/connect-distributed.sh ${workerProperties}";
           # Reads the readings file through the group. PrivateUsers would hide
           # the supplementary group inside the user namespace.
@@ -110,6 +151,7 @@ in
       # For the operator (and the tests): the rendered worker and connector configuration.
       environment.etc."pulsewire/connect-worker.properties".source = workerProperties;
       environment.etc."pulsewire/connector.json".source = connectorJson;
+      environment.etc."pulsewire/connect-jaas.conf".source = jaasFile;
 
       systemd.services.pulsewire-connect-register = {
         description = "Pulsewire: register the FileStreamSource connector (idempotent)";
@@ -124,8 +166,10 @@ in
         environment = connectorEnvironment // {
           CONNECTOR_CONFIG = "${connectorJson}";
           REGISTER_TIMEOUT = "600";
-        };
+        }
+        // restClientEnv;
         serviceConfig = common // scriptLimits // {
+          LoadCredential = loadPassword;
           Type = "oneshot";
           RemainAfterExit = true;
           ExecStart = registerScript;
@@ -144,8 +188,9 @@ in
           pkgs.jq
           pkgs.coreutils
         ];
-        environment = connectorEnvironment;
+        environment = connectorEnvironment // restClientEnv;
         serviceConfig = common // scriptLimits // {
+          LoadCredential = loadPassword;
           Type = "oneshot";
           ExecStart = watchScript;
           # The restart times, kept across runs ($STATE_DIRECTORY).

@@ -354,6 +354,7 @@ in
     // secretOption "influxUploaderTokenFile" "the InfluxDB write token of the uploader"
     // secretOption "influxGrafanaTokenFile" "the InfluxDB read token of Grafana"
     // secretOption "grafanaAdminPasswordFile" "the Grafana admin password"
-    // secretOption "grafanaSecretKeyFile" "Grafana's secret_key";
+    // secretOption "grafanaSecretKeyFile" "Grafana's secret_key"
+    // secretOption "connectRestPasswordFile" "the password of Kafka Connect's REST API (user `pulsewire`)";
   };
 }

@@ -55,7 +55,11 @@ let
         option = "grafanaSecretKeyFile";
         path = paths.grafanaSecretKey;
       }
-    ];
+    ]
+    ++ lib.optional cfg.connect.enable {
+      option = "connectRestPasswordFile";
+      path = paths.connectRestPassword;
+    };
 
   generated = lib.filter (s: scfg.${s.option} == null && !(s.madeByInfluxdb or false)) wanted;
 
@@ -74,7 +78,12 @@ let
       "influxdb2.service"
     ]
     ++ lib.optional cfg.grafana.enable "grafana.service"
-    ++ lib.optional cfg.uploader.enable "pulsewire-uploader.service";
+    ++ lib.optional cfg.uploader.enable "pulsewire-uploader.service"
+    ++ lib.optionals cfg.connect.enable [
+      "pulsewire-connect.service"
+      "pulsewire-connect-register.service"
+      "pulsewire-connect-watch.service"
+    ];
 
   script = pkgs.writeShellScript "pulsewire-secrets" ''
     set -euo pipefail

@@ -2,6 +2,7 @@
 reports and when it restarts (the e2e suite runs it against real Connect). Needs bash,
 curl, jq."""
 
+import base64
 import json
 import os
 import subprocess
@@ -14,6 +15,8 @@ import pytest
 
 WATCH = Path(__file__).resolve().parent.parent / "provisioning" / "connect" / "watch"
 NAME = "pulsewire-readings-file"
+PASSWORD = "s3cret\\with:colon"
+AUTHORIZATION = "Basic " + base64.b64encode(f"pulsewire:{PASSWORD}".encode()).decode()
 TRACE = ("org.apache.kafka.connect.errors.ConnectException: Unrecoverable exception trying to send\n"
          "\tat org.apache.kafka.connect.runtime.ExactlyOnceWorkerSourceTask.producerSendFailed(X.java:1)\n"
          "Caused by: org.apache.kafka.common.KafkaException: Cannot execute transactional method\n"
@@ -30,7 +33,8 @@ def status(connector="RUNNING", tasks=(("RUNNING", None),)):
 
 
 class Connect:
-    """Answers GET /connectors/<name>/status with `code`/`body`, records every POST."""
+    """Answers GET /connectors/<name>/status with `code`/`body`, records every POST; answers
+    401 to a request without user pulsewire's basic auth, as the real worker does."""
 
     def __init__(self):
         self.code, self.body, self.posts = 200, status(), []
@@ -39,12 +43,20 @@ class Connect:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 payload = json.dumps(outer.body).encode()
-                self.send_response(outer.code if self.path == f"/connectors/{NAME}/status" else 404)
+                code = outer.code if self.path == f"/connectors/{NAME}/status" else 404
+                if self.headers.get("Authorization") != AUTHORIZATION:
+                    code, payload = 401, b"User cannot access the resource."
+                self.send_response(code)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
 
             def do_POST(self):
+                if self.headers.get("Authorization") != AUTHORIZATION:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 outer.posts.append(self.path)
                 self.send_response(202)
                 self.send_header("Content-Length", "0")
@@ -65,8 +77,11 @@ def connect():
     c.server.shutdown()
 
 
-def watch(url: str, state: Path, **env) -> tuple[int, list[str]]:
+def watch(url: str, state: Path, password: str = PASSWORD, **env) -> tuple[int, list[str]]:
+    secret = state / "connect-rest-password"
+    secret.write_text(password + "\n")
     e = dict(os.environ, CONNECT_URL=url, CONNECTOR_NAME=NAME, WATCH_STATE=str(state),
+             CONNECT_USER="pulsewire", CONNECT_PASSWORD_FILE=str(secret),
              **{k: str(v) for k, v in env.items()})
     res = subprocess.run(["bash", str(WATCH)], env=e, capture_output=True, text=True, timeout=60)
     assert res.stderr == ""
@@ -75,6 +90,13 @@ def watch(url: str, state: Path, **env) -> tuple[int, list[str]]:
 
 def test_running_is_silent(connect, tmp_path):
     assert watch(connect.url, tmp_path) == (0, [])
+    assert connect.posts == []
+
+
+def test_wrong_password_is_reported(connect, tmp_path):
+    connect.body = status(tasks=(("FAILED", TRACE),))
+    assert watch(connect.url, tmp_path, password="wrong") == (1, [
+        f"connect-watch: GET {connect.url}/connectors/{NAME}/status answered HTTP 401: User cannot access the resource."])
     assert connect.posts == []
 
 
@@ -130,3 +152,11 @@ def test_failed_connector_is_reported_with_its_trace(connect, tmp_path):
     assert watch(connect.url, tmp_path)[1] == [
         f"connect-watch: connector {NAME} FAILED on worker w1:8083: java.lang.IllegalStateException: no file",
         f"connect-watch: restarting the failed tasks of {NAME} (restart 1 of 3 within 3600s)"]
+
+
+def test_an_unreadable_password_file_is_named(connect, tmp_path):
+    e = dict(os.environ, CONNECT_URL=connect.url, CONNECTOR_NAME=NAME, WATCH_STATE=str(tmp_path),
+             CONNECT_USER="pulsewire", CONNECT_PASSWORD_FILE=str(tmp_path / "missing"))
+    res = subprocess.run(["bash", str(WATCH)], env=e, capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stdout, res.stderr) == (
+        1, "", f"watch: cannot read CONNECT_PASSWORD_FILE={tmp_path / 'missing'} (Connect's REST password)\n")

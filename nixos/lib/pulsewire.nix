@@ -229,11 +229,29 @@ rec {
       "status.storage.replication.factor" = toString replicationFactor;
       "status.storage.partitions" = "3";
       "offset.flush.interval.ms" = "1000";
+      # The REST API asks for basic auth (connectRestAuth below); the internal task
+      # requests between workers are exempt and signed with the session key instead.
+      "rest.extension.classes" = "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension";
     };
 
   connectWorkerProperties = args: toProperties (connectWorkerSettings args);
 
   connectorName = (connectNames null).connectorName;
+
+  # Connect's REST login: one user whose password is the generated secret
+  # connect-rest-password. The worker's PropertyFileLoginModule reads a
+  # properties file `<user>=<password>` (written from the secret where the
+  # worker starts) named by the JAAS file `jaas` renders. Beware: that module
+  # lets everyone in when the file holds no user at all.
+  connectRestAuth = {
+    user = "pulsewire";
+    jaas = usersFile: ''
+      KafkaConnect {
+        org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required
+        file="${usersFile}";
+      };
+    '';
+  };
 
   # Body of PUT /connectors/<connectorName>/config.
   connectorConfig =

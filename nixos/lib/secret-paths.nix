@@ -27,5 +27,6 @@ builtins.listToAttrs (
     "influxGrafanaToken"
     "grafanaAdminPassword"
     "grafanaSecretKey"
+    "connectRestPassword"
   ]
 )

@@ -195,6 +195,40 @@ h.run [
     && builtins.elem "timers.target" timer.wantedBy
     && !(units.pulsewire-connect-watch ? wantedBy && units.pulsewire-connect-watch.wantedBy != [ ])
   ))
+  (check "connect: REST API behind basic auth; the password a credential of the worker and its clients, never in argv" (
+    let
+      props = h.parseProperties appliance.environment.etc."pulsewire/connect-worker.properties".source.text;
+      jaas = appliance.environment.etc."pulsewire/connect-jaas.conf".source;
+      usersFile = "/run/pulsewire-connect/rest-users.properties";
+      credential = [ "connect-rest-password:/var/lib/pulsewire-secrets/connect-rest-password" ];
+      writeUsers = text (sc "pulsewire-connect").ExecStartPre;
+      clients = [
+        "pulsewire-connect-register"
+        "pulsewire-connect-watch"
+      ];
+      secretFree = u: !(contains "pulsewire-secrets" (builtins.toJSON (units.${u}.environment // { x = exec u; })));
+    in
+    (props."rest.extension.classes" or null) == "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
+    && units.pulsewire-connect.environment.KAFKA_OPTS == "-Djava.security.auth.login.config=${jaas}"
+    && contains "KafkaConnect {" jaas.text
+    && contains "org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required" jaas.text
+    && contains "file=\"${usersFile}\";" jaas.text
+    && (sc "pulsewire-connect").LoadCredential == credential
+    && (sc "pulsewire-connect").RuntimeDirectory == "pulsewire-connect"
+    && (sc "pulsewire-connect").RuntimeDirectoryMode == "0700"
+    && contains "$(<\"$CREDENTIALS_DIRECTORY/connect-rest-password\")" writeUsers
+    && contains "> ${usersFile}" writeUsers
+    && builtins.all (
+      u:
+      (sc u).LoadCredential == credential
+      && units.${u}.environment.CONNECT_USER == "pulsewire"
+      && units.${u}.environment.CONNECT_PASSWORD_FILE == "%d/connect-rest-password"
+      && contains "curl -K \"$auth\"" (text (sc u).ExecStart)
+      && !(contains " -u " (text (sc u).ExecStart))
+    ) clients
+    && builtins.all secretFree ([ "pulsewire-connect" ] ++ clients)
+    && builtins.all (u: builtins.elem "${u}.service" units.pulsewire-secrets.requiredBy) ([ "pulsewire-connect" ] ++ clients)
+  ))
   (check "topics oneshot: sets every topic's declared configs on existing topics too" (
     let
       script = text (sc "pulsewire-kafka-topics").ExecStart;
@@ -300,6 +334,7 @@ h.run [
       "influx-admin-token"
       "grafana-admin-password"
       "grafana-secret-key"
+      "connect-rest-password"
     ]
     && contains "chmod 0700 \"$dir\"" script
     && contains "chmod 0400 \"$file\"" script

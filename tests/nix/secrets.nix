@@ -39,6 +39,7 @@ let
           "influxAdminTokenFile"
           "grafanaAdminPasswordFile"
           "grafanaSecretKeyFile"
+          "connectRestPasswordFile"
         ] (option: "/run/secrets/${option}");
       }
     ]
@@ -68,12 +69,15 @@ let
         ) units
       );
       # A unit's script that opens "$CREDENTIALS_DIRECTORY/<name>" itself, as
-      # the unit's user (the InfluxDB setup, the ready check).
+      # the unit's user (the InfluxDB setup, the ready check, the Connect
+      # worker's users file before it starts).
       scriptFiles = lib.concatLists (
         lib.mapAttrsToList (
           unit: u:
           let
-            script = u.serviceConfig.ExecStart.text or "";
+            script = lib.concatMapStrings (x: x.text or "") (
+              lib.toList (u.serviceConfig.ExecStartPre or [ ]) ++ [ (u.serviceConfig.ExecStart or "") ]
+            );
           in
           map (m: {
             inherit unit;
@@ -102,8 +106,20 @@ let
           why = "uploader --influx-token-file";
         }) (lib.filter (m: m != null) [ (builtins.match ".*--influx-token-file ([^ ]+).*" units.pulsewire-uploader.serviceConfig.ExecStart) ])
       );
+      # The Connect REST clients' CONNECT_PASSWORD_FILE (provisioning/connect/register, watch).
+      connectClientFiles = lib.concatLists (
+        lib.mapAttrsToList (
+          unit: u:
+          map (f: {
+            inherit unit;
+            user = unitUser cfg unit;
+            path = lib.replaceStrings [ "%d" ] [ "/run/credentials/${unit}.service" ] f;
+            why = "${unit}'s CONNECT_PASSWORD_FILE";
+          }) (lib.optional (u.environment ? CONNECT_PASSWORD_FILE) u.environment.CONNECT_PASSWORD_FILE)
+        ) units
+      );
     in
-    credentials ++ scriptFiles ++ grafanaFiles ++ uploaderFiles;
+    credentials ++ scriptFiles ++ grafanaFiles ++ uploaderFiles ++ connectClientFiles;
 
   groupOf = cfg: user: cfg.users.users.${user}.group or user;
   allows =
@@ -157,7 +173,16 @@ h.run [
   ))
   (check "every secret is root-only: 0400 root:root files in a 0700 directory" (
     lib.all (f: f.owner == "root" && f.group == "root" && lib.elem f.mode [ "0400" "0700" ]) appliance.services.pulsewire.secrets.files
-    && lib.length appliance.services.pulsewire.secrets.files == 7
+    && lib.length appliance.services.pulsewire.secrets.files == 8
+  ))
+  (check "Connect's REST password is checked: the worker's ExecStartPre and both clients open their credential" (
+    map (o: "${o.unit} ${o.user} ${o.path}") (
+      lib.filter (o: lib.hasPrefix "pulsewire-connect" o.unit && o.user != "root") (openers appliance)
+    ) == [
+      "pulsewire-connect pulsewire-connect /run/credentials/pulsewire-connect.service/connect-rest-password"
+      "pulsewire-connect-register pulsewire-connect-register /run/credentials/pulsewire-connect-register.service/connect-rest-password"
+      "pulsewire-connect-watch pulsewire-connect-watch /run/credentials/pulsewire-connect-watch.service/connect-rest-password"
+    ]
   ))
   (check "the model bites: a root-only file opened by influxdb2 itself is unreadable" (
     !(readable appliance {

@@ -225,6 +225,7 @@ in
         appliance.succeed(f"test \"$(stat -c %a:%U {secrets}/grafana-admin-password)\" = 400:root")
         appliance.succeed(f"test \"$(stat -c %a:%U {secrets}/influx-admin-token)\" = 400:root")
         appliance.succeed(f"test \"$(stat -c %a:%U {secrets}/influx-uploader-token)\" = 400:root")
+        appliance.succeed(f"test \"$(stat -c %a:%U {secrets}/connect-rest-password)\" = 400:root")
         appliance.fail(f"grep -qx admin {secrets}/grafana-admin-password")
 
     with subtest("first boot: no generated secret on any process's command line"):
@@ -235,7 +236,8 @@ in
         appliance.succeed("grep -q '^curl ' /run/pulsewire-cmdlines")
         print(f"{scanned} command lines scanned during first boot")
         for name in ["influx-admin-password", "influx-admin-token", "influx-uploader-token",
-                     "influx-grafana-token", "grafana-admin-password", "grafana-secret-key"]:
+                     "influx-grafana-token", "grafana-admin-password", "grafana-secret-key",
+                     "connect-rest-password"]:
             appliance.fail(f"grep -qF -- \"$(cat {secrets}/{name})\" /run/pulsewire-cmdlines")
 
     with subtest("InfluxDB: the uploader's token may write but not query; no pprof, no metrics"):
@@ -344,6 +346,30 @@ in
         for unit in [u for u in units if u.startswith("pulsewire-")] + ["pulsewire-simulator.service"]:
             appliance.succeed(f"journalctl -u {unit} -o cat --no-pager | grep -q .")
         appliance.succeed("journalctl -u pulsewire-kafka-1.service -o cat --no-pager | grep -q 'Kafka Server started'")
+
+    with subtest("Connect's REST API answers 401 without the credential"):
+        connect = "http://127.0.0.1:${toString pipeline.connect.rest_port}"
+        name = ${builtins.toJSON pipeline.connect.connector_name}
+        # A PUT carries a config that would point the connector at /etc/shadow.
+        hostile = shlex.quote(json.dumps({"connector.class": "FileStreamSource", "file": "/etc/shadow"}))
+        def connect_code(method, path, auth=""):
+            data = f"-H 'Content-Type: application/json' --data {hostile}" if method == "PUT" else ""
+            return appliance.succeed(
+                f"curl -s -o /dev/null -w '%{{http_code}}' {auth} {data} -X {method} {connect}{path}"
+            ).strip()
+        appliance.succeed("printf 'Authorization: Basic %s\\n' \"$(printf 'pulsewire:wrong' | base64 -w0)\" > /tmp/connect-wrong")
+        for auth in ["", "-H @/tmp/connect-wrong"]:
+            for method, path in [("GET", "/connectors"), ("PUT", f"/connectors/{name}/config"),
+                                 ("PUT", f"/connectors/{name}/pause"), ("DELETE", f"/connectors/{name}")]:
+                code = connect_code(method, path, auth)
+                assert code == "401", f"{method} {path} {auth or 'without a credential'}: HTTP {code}"
+        appliance.succeed(
+            f"printf 'Authorization: Basic %s\\n' \"$(printf 'pulsewire:%s' \"$(cat {secrets}/connect-rest-password)\" | base64 -w0)\""
+            " > /tmp/connect-auth"
+        )
+        assert json.loads(appliance.succeed(f"curl -sSf -H @/tmp/connect-auth {connect}/connectors")) == [name]
+        config = json.loads(appliance.succeed(f"curl -sSf -H @/tmp/connect-auth {connect}/connectors/{name}/config"))
+        assert config["file"] == readings, f"the connector's file is {config['file']}"
 
     with subtest("the Connect watch finds the connector and its task RUNNING, under its limits"):
         # provisioning/connect/watch exits 0 only then; the timer runs it every 30 s.

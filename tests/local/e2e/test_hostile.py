@@ -118,7 +118,7 @@ def wait_watch(what: str, pred, timeout: float = 120) -> list[str]:
 
 
 def task_state() -> str:
-    code, out = processes.http("GET", kafka.connect_url(f"/connectors/{CONNECTOR}/status"))
+    code, out = kafka.connect_http("GET", f"/connectors/{CONNECTOR}/status")
     check(code == 200, f"connector status: HTTP {code}")
     return json.loads(out)["tasks"][0]["state"]
 
@@ -156,12 +156,12 @@ def test_a_line_over_connects_limit_fails_the_task_and_the_watch_reports_it(dist
     # errors.tolerance=all (KIP-779) does not skip it under exactly-once support: the
     # reconfigured task (RUNNING again at first) fails on the same line.
     config = dict(render()["connectorConfig"], **{"errors.tolerance": "all", "errors.log.enable": "true"})
-    code, out = processes.http("PUT", kafka.connect_url(f"/connectors/{CONNECTOR}/config"),
+    code, out = kafka.connect_http("PUT", f"/connectors/{CONNECTOR}/config",
                                json.dumps(config).encode(), {"Content-Type": "application/json"})
     check(code == 200, f"PUT config with errors.tolerance=all: HTTP {code} {out[:300]!r}")
     processes.wait_for("the reconfigured task to run", lambda: task_state() == "RUNNING", 60, interval=0.5)
     processes.wait_for("the reconfigured task to fail", lambda: task_state() == "FAILED", 120, interval=1)
-    code, out = processes.http("GET", kafka.connect_url(f"/connectors/{CONNECTOR}/status"))
+    code, out = kafka.connect_http("GET", f"/connectors/{CONNECTOR}/status")
     trace = json.loads(out)["tasks"][0]["trace"]
     check(f"Caused by: {cause}" in trace.splitlines(), f"errors.tolerance=all: trace {trace[:2000]}")
     # Nothing after the line arrives; nothing before it is lost or doubled.

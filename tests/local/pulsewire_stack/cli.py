@@ -13,7 +13,7 @@ import json
 import sys
 
 from . import kafka, stack
-from .processes import exclusive, http, running_pid
+from .processes import exclusive, running_pid
 from .render import render
 from .services import read_token_file
 from .settings import STATE, StackError, bin_dir, readings_file
@@ -50,7 +50,7 @@ def print_status() -> None:
     code, out = (0, b"")
     if running_pid("connect"):
         try:
-            code, out = http("GET", kafka.connect_url(f"/connectors/{r['connectorName']}/status"))
+            code, out = kafka.connect_http("GET", f"/connectors/{r['connectorName']}/status")
         except OSError:
             pass
     if code == 200:

@@ -8,15 +8,17 @@ kafka-libs` for the jars, the docs name this file.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from .influx import read_secret, secret_file
 from .processes import http, log_contains, log_size, running_pid, start, wait_for
 from .render import render
-from .settings import CACHE, LOGS, PIPELINE, REPO, STATE, StackError, log, readings_file
+from .settings import CACHE, LOGS, PIPELINE, REPO, SECRETS, STATE, StackError, log, readings_file
 
 # Same version as nixpkgs' apacheKafka, which the appliance runs.
 KAFKA_VERSION = "4.3.1"
@@ -31,6 +33,9 @@ REGISTER = REPO / "provisioning" / "connect" / "register"
 WATCH = REPO / "provisioning" / "connect" / "watch"
 WATCH_INTERVAL = 2
 WATCH_BACKOFF = 5
+# The password of Connect's REST API (user connectRestUser), as the appliance's generated
+# secret connect-rest-password: the worker's users file and every REST call are made from it.
+CONNECT_PASSWORD = SECRETS / "connect-rest-password"
 
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -53,6 +58,8 @@ _ARTIFACTS = [
     ("org.apache.kafka", "connect-runtime", KAFKA_VERSION),
     ("org.apache.kafka", "connect-json", KAFKA_VERSION),
     ("org.apache.kafka", "connect-file", KAFKA_VERSION),
+    # The REST API's basic auth (rest.extension.classes in the worker properties).
+    ("org.apache.kafka", "connect-basic-auth-extension", KAFKA_VERSION),
     # The distribution's logging binding: slf4j 1.x -> log4j2.
     ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
     ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
@@ -78,18 +85,19 @@ def kafka_dist(resolve: bool = True) -> KafkaDist:
         return KafkaDist(f"{libs}/*", str(plugins[0]), f"KAFKA_HOME={home}")
     root = CACHE / f"kafka-{KAFKA_VERSION}"
     lib, plugin_dir, done = root / "lib", root / "plugins" / "connect-file", root / ".complete"
-    if not done.exists():
+    deps = "\n".join(
+        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
+        for g, a, v in _ARTIFACTS
+    )
+    # .complete names the artifacts resolved: a cache from a shorter list is completed (the
+    # resolution only adds jars, so a stack running from it meanwhile is not disturbed).
+    if not done.exists() or done.read_text() != deps + "\n":
         if not resolve:
             raise StackError(f"Kafka {KAFKA_VERSION} is not resolved yet under {root}")
         if shutil.which("mvn") is None:
             raise StackError("neither KAFKA_HOME nor mvn: install Maven or point KAFKA_HOME at a Kafka distribution")
         log(f"resolving Apache Kafka {KAFKA_VERSION} from Maven Central into {root} (once)")
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        deps = "\n".join(
-            f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
-            for g, a, v in _ARTIFACTS
-        )
+        root.mkdir(parents=True, exist_ok=True)
         (root / "pom.xml").write_text(_POM.format(v=KAFKA_VERSION, deps=deps))
         cmd = ["mvn", "-B", "-q", "-f", str(root / "pom.xml"), "dependency:copy-dependencies",
                f"-DoutputDirectory={lib}", "-DincludeScope=runtime"]
@@ -97,10 +105,10 @@ def kafka_dist(resolve: bool = True) -> KafkaDist:
         if res.returncode != 0:
             raise StackError(f"mvn could not resolve Kafka {KAFKA_VERSION}:\n{res.stdout[-3000:]}{res.stderr[-2000:]}")
         # connect-file is a Connect plugin: it goes on plugin.path, not on the worker classpath.
-        plugin_dir.mkdir(parents=True)
+        plugin_dir.mkdir(parents=True, exist_ok=True)
         for jar in lib.glob("connect-file-*.jar"):
-            jar.rename(plugin_dir / jar.name)
-        done.write_text(KAFKA_VERSION + "\n")
+            jar.replace(plugin_dir / jar.name)
+        done.write_text(deps + "\n")
     # As in nixos/connect.nix: plugin.path is a directory holding just the connect-file jar.
     return KafkaDist(f"{lib}/*", str(plugin_dir), f"Maven Central, cached in {root}")
 
@@ -218,19 +226,41 @@ def connect_url(path: str = "") -> str:
     return f"http://127.0.0.1:{render()['restPort']}{path}"
 
 
+def connect_auth(password: str | None = None) -> dict[str, str]:
+    """The Authorization header of the REST API's user with `password` (default: the stack's)."""
+    if password is None:
+        password = read_secret(secret_file(CONNECT_PASSWORD))
+    pair = f"{render()['connectRestUser']}:{password}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+
+def connect_http(method: str, path: str, body: bytes | None = None,
+                 headers: dict | None = None) -> tuple[int, bytes]:
+    """One call of Connect's REST API, as its user."""
+    return http(method, connect_url(path), body, {**connect_auth(), **(headers or {})})
+
+
 def start_connect(dist: KafkaDist, wait: bool = True) -> None:
     r = render()
     props = STATE / "connect.properties"
     props.write_text(r["connectProperties"])
+    # As the appliance's ExecStartPre: the users file from the password (a properties line).
+    users = Path(r["connectUsersFile"])
+    users.touch(mode=0o600)
+    password = read_secret(secret_file(CONNECT_PASSWORD)).replace("\\", "\\\\")
+    users.write_text(f"{r['connectRestUser']}={password}\n")
+    jaas = STATE / "connect-jaas.conf"
+    jaas.write_text(r["connectJaas"])
     readings_file().touch()
     start("connect", java_cmd(dist, PIPELINE["connect"]["heap"],
-                              "org.apache.kafka.connect.cli.ConnectDistributed", str(props)))
+                              "org.apache.kafka.connect.cli.ConnectDistributed", str(props),
+                              opts=(f"-Djava.security.auth.login.config={jaas}",)))
     if wait:
         wait_connect()
 
 
 def wait_connect() -> None:
-    wait_for("Kafka Connect's REST API", lambda: http("GET", connect_url("/connectors"))[0] == 200,
+    wait_for("Kafka Connect's REST API", lambda: connect_http("GET", "/connectors")[0] == 200,
              180, component="connect", interval=1)
     register_connector()
     start_watch()
@@ -241,11 +271,17 @@ def start_watch() -> None:
     logs/connect-watch.log (the appliance's journal of pulsewire-connect-watch)."""
     if running_pid("connect-watch"):
         return
-    env = dict(os.environ, CONNECT_URL=connect_url(), CONNECTOR_NAME=render()["connectorName"],
+    env = dict(os.environ, **connect_client_env(), CONNECTOR_NAME=render()["connectorName"],
                WATCH_STATE=str(STATE / "connect-watch"), WATCH_BACKOFF=str(WATCH_BACKOFF))
     start("connect-watch", ["bash", "-c", f'while :; do "$0" || true; sleep {WATCH_INTERVAL}; done',
                             str(WATCH)], env=env)
 
+
+
+def connect_client_env() -> dict[str, str]:
+    """CONNECT_URL and the credential for provisioning/connect/register and watch."""
+    return {"CONNECT_URL": connect_url(), "CONNECT_USER": render()["connectRestUser"],
+            "CONNECT_PASSWORD_FILE": str(secret_file(CONNECT_PASSWORD))}
 
 
 def register_connector(timeout: float = 120) -> None:
@@ -254,7 +290,7 @@ def register_connector(timeout: float = 120) -> None:
     r = render()
     config = STATE / "connector.json"
     config.write_text(json.dumps(r["connectorConfig"]))
-    env = dict(os.environ, CONNECT_URL=connect_url(), CONNECTOR_NAME=r["connectorName"],
+    env = dict(os.environ, **connect_client_env(), CONNECTOR_NAME=r["connectorName"],
                CONNECTOR_CONFIG=str(config), REGISTER_TIMEOUT=str(int(timeout)))
     res = subprocess.run([str(REGISTER)], env=env, capture_output=True, text=True, timeout=timeout + 60)
     if res.returncode != 0:
@@ -263,7 +299,7 @@ def register_connector(timeout: float = 120) -> None:
 
 
 def connector_running(name: str) -> bool:
-    code, out = http("GET", connect_url(f"/connectors/{name}/status"))
+    code, out = connect_http("GET", f"/connectors/{name}/status")
     if code != 200:
         return False
     st = json.loads(out)

@@ -20,6 +20,7 @@ _EXPR = r"""
 { renderer, pipelineFile, portOffset, stateDir, pluginPath, file, binDir, tokenFile, instances }:
 let
   l = import (/. + renderer) { pipelineFile = /. + pipelineFile; portOffset = builtins.fromJSON portOffset; };
+  usersFile = "${stateDir}/connect-rest-users.properties";
 in {
   inherit (l) bootstrapServers clusterId connectorName topics influxdb;
   brokers = map (b: b // {
@@ -33,6 +34,10 @@ in {
   connectProperties = l.toProperties (l.connectWorkerSettings { inherit pluginPath; });
   connectorConfig = l.connectorConfig { inherit file; };
   restPort = l.connect.rest_port;
+  # The REST API's basic auth (nixos/connect.nix): its user and the JAAS file naming the users file.
+  connectRestUser = l.connectRestAuth.user;
+  connectUsersFile = usersFile;
+  connectJaas = l.connectRestAuth.jaas usersFile;
   # Each stage's command exactly as its unit runs it (nixos/pipeline.nix), with local paths.
   services = builtins.listToAttrs (map (stage: {
     name = stage;
