@@ -12,10 +12,9 @@
 //!   written. Re-writing points that were already accepted is harmless: a
 //!   point is identified by measurement + tags + time and overwrites itself.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use influxdb2::models::DataPoint;
 use influxdb2::{Client, RequestError};
@@ -109,67 +108,12 @@ impl PointWriter for Influx {
     }
 }
 
-/// How long a batch has waited for InfluxDB: the gauge
-/// `pulsewire_waiting_seconds{for="influxdb"}`, 0 while writes go through
-/// and growing from a batch's first failed write until it is written, and
-/// one log line per retry that says what the uploader waits for.
-#[derive(Debug)]
-pub struct Waiting {
-    points: usize,
-    since: Cell<Option<Instant>>,
-}
-
-impl Waiting {
-    /// For a batch of `points` points; sets the gauge to 0.
-    pub fn new(points: usize) -> Self {
-        Self::gauge().set(0.0);
-        Self {
-            points,
-            since: Cell::new(None),
-        }
-    }
-
-    fn gauge() -> metrics::Gauge {
-        metrics::gauge!(pulsewire_runtime::metrics::WAITING_SECONDS, "for" => "influxdb")
-    }
-
-    /// A write failed and is retried in `retry_in`.
-    fn failed(&self, failure: &Failure, retry_in: Duration) {
-        let since = self.since.get().unwrap_or_else(Instant::now);
-        self.since.set(Some(since));
-        let waited = since.elapsed();
-        Self::gauge().set(waited.as_secs_f64());
-        let (Failure::Transient(why) | Failure::Refused(why)) = failure;
-        tracing::warn!(
-            retry_in_ms = retry_in.as_millis() as u64,
-            "waiting for InfluxDB: {why} for {} s; batch of {} points kept in Kafka, uncommitted",
-            waited.as_secs(),
-            self.points
-        );
-    }
-
-    /// Brings the gauge up to date while the batch waits.
-    pub fn tick(&self) {
-        if let Some(since) = self.since.get() {
-            Self::gauge().set(since.elapsed().as_secs_f64());
-        }
-    }
-}
-
-impl Drop for Waiting {
-    /// The batch is written (or the uploader stops): nothing waits.
-    fn drop(&mut self) {
-        Self::gauge().set(0.0);
-    }
-}
-
 /// Writes `points`, retrying transient failures. `Err` carries the
 /// server's message when it refused the data.
 async fn write_retrying(
     writer: &impl PointWriter,
     points: &[DataPoint],
     retry: &Retry,
-    waiting: &Waiting,
 ) -> Result<(), String> {
     use backon::Retryable as _;
     let op = || async {
@@ -181,7 +125,11 @@ async fn write_retrying(
     let notify = |failure: &Failure, wait: Duration| {
         metrics::counter!(pulsewire_runtime::metrics::ERRORS, "kind" => "influx_write")
             .increment(1);
-        waiting.failed(failure, wait);
+        tracing::warn!(
+            error = ?failure,
+            retry_in_ms = wait.as_millis() as u64,
+            "InfluxDB write failed; retrying"
+        );
     };
     op.retry(retry.backoff())
         .when(|failure| matches!(failure, Failure::Transient(_)))
@@ -194,12 +142,11 @@ async fn write_retrying(
 
 /// Writes all points; returns the indexes of the points the server refused,
 /// each with its message. Returns only when every point is written or
-/// refused (transient failures are retried without end, told by `waiting`).
+/// refused (transient failures are retried without end).
 pub async fn write_all(
     writer: &impl PointWriter,
     points: &[DataPoint],
     retry: &Retry,
-    waiting: &Waiting,
 ) -> Vec<(usize, String)> {
     let mut refused = Vec::new();
     let mut pending: Vec<Range<usize>> = Vec::new();
@@ -208,7 +155,7 @@ pub async fn write_all(
         if range.is_empty() {
             continue;
         }
-        if let Err(msg) = write_retrying(writer, &points[range.clone()], retry, waiting).await {
+        if let Err(msg) = write_retrying(writer, &points[range.clone()], retry).await {
             if range.len() == 1 {
                 refused.push((range.start, msg));
             } else {
@@ -327,7 +274,7 @@ pub(crate) mod tests {
             accepted: Mutex::default(),
             calls: Mutex::default(),
         };
-        let refused = write_all(&fake, &points(&[1, 2, 3]), &RETRY, &Waiting::new(3)).await;
+        let refused = write_all(&fake, &points(&[1, 2, 3]), &RETRY).await;
         assert!(refused.is_empty());
         assert_eq!(*fake.accepted.lock().unwrap(), vec![1, 2, 3]);
         assert_eq!(*fake.calls.lock().unwrap(), 4);
@@ -340,13 +287,7 @@ pub(crate) mod tests {
             accepted: Mutex::default(),
             calls: Mutex::default(),
         };
-        let refused = write_all(
-            &fake,
-            &points(&[1, 999, 3, 4, 5, 999, 7]),
-            &RETRY,
-            &Waiting::new(7),
-        )
-        .await;
+        let refused = write_all(&fake, &points(&[1, 999, 3, 4, 5, 999, 7]), &RETRY).await;
         assert_eq!(
             refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
             vec![1, 5]

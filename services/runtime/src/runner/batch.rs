@@ -128,11 +128,7 @@ pub fn collect<S: Source>(
             // first record of the new assignment. It is not handled (the
             // stage must reset first), so put the position back on it, or
             // the next batch would commit past a record nobody processed.
-            if let Some(Err(err)) = polled {
-                if super::integrity::is_refused(&err) {
-                    return Err(err);
-                }
-            } else if let Some(Ok(msg)) = &polled {
+            if let Some(Ok(msg)) = &polled {
                 let r = msg.record();
                 source
                     .seek(r.topic, r.partition, r.offset)
@@ -156,8 +152,6 @@ pub fn collect<S: Source>(
                 })?;
                 batch.add(&record);
             }
-            // A committed offset is gone from the log: stop, do not skip.
-            Some(Err(err)) if super::integrity::is_refused(&err) => return Err(err),
             Some(Err(err)) => {
                 // librdkafka reports transient broker trouble here and
                 // recovers by itself; it is not a reason to drop the batch.

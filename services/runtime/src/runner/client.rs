@@ -4,23 +4,25 @@
 //! operator's `--kafka-property` values last, once, so they win over
 //! Pulsewire's own settings for every client alike.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{
     BaseRecord, DefaultProducerContext, FutureProducer, Producer, ThreadedProducer,
 };
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::source::KafkaSource;
-pub use super::source::StageContext;
 use super::txn::{TxnProducer, TXN_TIMEOUT};
-use super::{AsRecord, Offsets, Record};
+use super::{AsRecord, Offsets, Record, Source};
 use crate::config::KafkaArgs;
 
 /// `init_transactions` may have to wait for a predecessor's transaction to
@@ -150,9 +152,7 @@ impl ClientConfigs {
                 .set("isolation.level", "read_committed")
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
-                // A committed offset out of the log's range stops the stage
-                // (see `source`); new partitions start at the beginning.
-                .set("auto.offset.reset", "error")
+                .set("auto.offset.reset", "earliest")
                 // A SIGKILLed predecessor holds its partitions until its
                 // session expires; keep that wait short so a restart resumes
                 // quickly.
@@ -174,7 +174,6 @@ impl ClientConfigs {
         Ok(KafkaSource {
             consumer,
             topic: topic.to_string(),
-            group_id: group_id.to_string(),
         })
     }
 
@@ -223,6 +222,66 @@ pub fn topic_partitions<C: ConsumerContext>(
     Ok(topic_md.partitions().len())
 }
 
+/// Consumer context that records every rebalance, so the runner can tell
+/// that the assignment changed under a batch it was collecting.
+#[derive(Debug, Default)]
+pub struct StageContext {
+    generation: AtomicU64,
+    assignment: Mutex<Vec<(String, i32)>>,
+}
+
+impl StageContext {
+    fn assigned(&self, topic: &str) -> Vec<i32> {
+        let assignment = self.assignment.lock().unwrap_or_else(|e| e.into_inner());
+        let mut partitions: Vec<i32> = assignment
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .map(|&(_, p)| p)
+            .collect();
+        partitions.sort_unstable();
+        partitions
+    }
+}
+
+impl ClientContext for StageContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            // The restore consumer asks for end-of-partition events; they
+            // are how it knows it is done, not errors.
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {}
+            // Broker outages are reported here and recovered from by
+            // librdkafka itself; the stage keeps going.
+            _ => tracing::warn!(%error, reason, "librdkafka"),
+        }
+    }
+}
+
+impl ConsumerContext for StageContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut assignment = self.assignment.lock().unwrap_or_else(|e| e.into_inner());
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                *assignment = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                tracing::info!(partitions = ?*assignment, "partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                // Eager protocol: a revocation takes everything away.
+                assignment.clear();
+                tracing::info!(count = tpl.count(), "partitions revoked");
+            }
+            Rebalance::Error(err) => {
+                tracing::warn!(%err, "rebalance error");
+                return;
+            }
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 impl AsRecord for BorrowedMessage<'_> {
     fn record(&self) -> Record<'_> {
         Record {
@@ -244,6 +303,80 @@ pub fn offset_list(offsets: &Offsets) -> TopicPartitionList {
         let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
     }
     tpl
+}
+
+/// The group consumer of one input topic.
+pub struct KafkaSource {
+    consumer: BaseConsumer<StageContext>,
+    topic: String,
+}
+
+impl Source for KafkaSource {
+    type Message<'a> = BorrowedMessage<'a>;
+    type Group = ConsumerGroupMetadata;
+
+    fn poll(&self, timeout: Duration) -> Option<anyhow::Result<BorrowedMessage<'_>>> {
+        self.consumer
+            .poll(timeout)
+            .map(|polled| polled.map_err(anyhow::Error::from))
+    }
+
+    fn generation(&self) -> u64 {
+        self.consumer.context().generation.load(Ordering::SeqCst)
+    }
+
+    fn assigned(&self) -> Vec<i32> {
+        self.consumer.context().assigned(&self.topic)
+    }
+
+    fn seek(&self, topic: &str, partition: i32, offset: i64) -> anyhow::Result<()> {
+        Ok(self
+            .consumer
+            .seek(topic, partition, Offset::Offset(offset), TXN_TIMEOUT)?)
+    }
+
+    fn rewind(&self) -> anyhow::Result<()> {
+        let committed = self
+            .consumer
+            .committed(TXN_TIMEOUT)
+            .context("fetching committed offsets")?;
+        let mut seek = TopicPartitionList::with_capacity(committed.count());
+        for elem in committed.elements() {
+            // No committed offset yet: the group starts at the beginning
+            // (auto.offset.reset=earliest), so that is where we rewind to.
+            let offset = match elem.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            seek.add_partition_offset(elem.topic(), elem.partition(), offset)?;
+        }
+        let result = self
+            .consumer
+            .seek_partitions(seek, TXN_TIMEOUT)
+            .context("seeking back")?;
+        for elem in result.elements() {
+            if let Err(err) = elem.error() {
+                anyhow::bail!("seeking {}/{} back: {err}", elem.topic(), elem.partition());
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, offsets: &Offsets) -> anyhow::Result<()> {
+        Ok(self
+            .consumer
+            .commit(&offset_list(offsets), CommitMode::Sync)?)
+    }
+
+    fn group(&self) -> anyhow::Result<ConsumerGroupMetadata> {
+        self.consumer
+            .group_metadata()
+            .context("consumer has no group metadata")
+    }
+
+    fn leave(&self) {
+        self.consumer.unsubscribe();
+    }
 }
 
 /// A transactional producer.

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::integrity::MARKER_KEY;
 use super::restore::Restore;
 use super::txn::TxnProducer;
 use super::{AsRecord, Offsets, Output, Record, Source};
@@ -53,12 +52,6 @@ pub enum Event {
     Assign(Vec<i32>),
     /// A producer appends a record to an input partition.
     Append(i32, &'static str),
-    /// The next restore ends before the last committed transaction: its
-    /// commit was acknowledged, its markers are not written yet.
-    MarkersPending,
-    /// Records of a partition before this offset are deleted (retention,
-    /// `kafka-delete-records`).
-    LogStart(i32, i64),
 }
 
 /// How a producer call fails.
@@ -92,27 +85,6 @@ pub struct Broker {
     pub rewinds: usize,
     stop: Option<watch::Sender<bool>>,
     polls: usize,
-    /// The group consumer's partitions are paused: polls deliver nothing.
-    paused: bool,
-    /// `max.poll.interval.ms`, in changelog records read: a consumer not
-    /// polled while a restore reads more than this many is evicted from the
-    /// group (a rebalance at its next poll).
-    pub poll_limit: Option<usize>,
-    /// Changelog records read since the group consumer's last poll.
-    unpolled: usize,
-    /// Restores evicted for want of a poll.
-    pub evictions: usize,
-    /// The next `n` restores end at the last stable offset before the last
-    /// committed transaction: its commit was acknowledged, its markers are
-    /// not written yet.
-    pub markers_pending: usize,
-    /// Index in `produced` where the last committed transaction starts.
-    last_txn: usize,
-    /// The first offset still in each input partition's log.
-    log_start: BTreeMap<i32, i64>,
-    /// Partitions whose position fell out of the log: reported once, as
-    /// librdkafka does, then never fetched again.
-    out_of_range: std::collections::BTreeSet<i32>,
 }
 
 pub type Shared = Rc<RefCell<Broker>>;
@@ -121,11 +93,6 @@ impl Broker {
     /// A broker whose input partitions hold `lines`, assigning `partitions`
     /// at the first poll; `stop` is the test's shutdown trigger.
     pub fn new(lines: &[(i32, &str)], partitions: &[i32], stop: watch::Sender<bool>) -> Shared {
-        Rc::new(RefCell::new(Self::unshared(lines, partitions, stop)))
-    }
-
-    /// [`Broker::new`], to change before sharing.
-    pub fn unshared(lines: &[(i32, &str)], partitions: &[i32], stop: watch::Sender<bool>) -> Self {
         let mut broker = Broker {
             stop: Some(stop),
             ..Broker::default()
@@ -136,7 +103,7 @@ impl Broker {
         broker
             .events
             .push_back((0, Event::Assign(partitions.to_vec())));
-        broker
+        Rc::new(RefCell::new(broker))
     }
 
     /// `event` happens at the first poll after `delivered` records.
@@ -169,15 +136,8 @@ impl Broker {
                         .collect();
                     self.assigned = partitions;
                     self.generation += 1;
-                    self.paused = false;
-                    // A poll runs one rebalance; later events wait for the next.
-                    break;
                 }
                 Some(Event::Append(p, line)) => self.append(p, line),
-                Some(Event::MarkersPending) => self.markers_pending += 1,
-                Some(Event::LogStart(p, offset)) => {
-                    self.log_start.insert(p, offset);
-                }
                 None => {}
             }
         }
@@ -192,25 +152,12 @@ impl Broker {
                 .all(|(p, log)| self.committed.get(p).copied().unwrap_or(0) == log.len() as i64)
     }
 
-    /// The payloads committed to `topic`, in order, as text; without the
-    /// input-offset markers (see [`Broker::markers`]).
+    /// The payloads committed to `topic`, in order, as text.
     pub fn outputs(&self, topic: &str) -> Vec<String> {
         self.produced
             .iter()
-            .filter(|o| o.topic == topic && o.key.as_deref() != Some(MARKER_KEY))
+            .filter(|o| o.topic == topic)
             .map(|o| String::from_utf8_lossy(&o.payload).into_owned())
-            .collect()
-    }
-
-    /// The input-offset markers committed to `topic`: (partition, payload).
-    pub fn markers(&self, topic: &str) -> Vec<(i32, String)> {
-        self.produced
-            .iter()
-            .filter(|o| o.topic == topic && o.key.as_deref() == Some(MARKER_KEY))
-            .map(|o| {
-                let payload = String::from_utf8_lossy(&o.payload).into_owned();
-                (o.partition.unwrap_or_default(), payload)
-            })
             .collect()
     }
 
@@ -248,7 +195,6 @@ impl Source for FakeSource {
         let mut b = self.0.borrow_mut();
         b.polls += 1;
         assert!(b.polls < 10_000, "the runner does not get anywhere");
-        b.unpolled = 0;
         b.happen();
         if b.done() {
             if let Some(stop) = &b.stop {
@@ -256,27 +202,8 @@ impl Source for FakeSource {
             }
         }
         let assigned = b.assigned.clone();
-        for &p in &assigned {
-            let position = b.position.get(&p).copied().unwrap_or(0);
-            let start = b.log_start.get(&p).copied().unwrap_or(0);
-            if position < start && b.out_of_range.insert(p) {
-                // What `KafkaSource` makes of auto.offset.reset=error, paused
-                // or not.
-                return Some(Err(super::integrity::Refused(format!(
-                    "offset {position} of {INPUT}/{p} is no longer in the log, which starts at \
-                     {start}"
-                ))
-                .into()));
-            }
-        }
-        if b.paused {
-            return None;
-        }
         for p in assigned {
             let position = b.position.get(&p).copied().unwrap_or(0);
-            if b.out_of_range.contains(&p) {
-                continue;
-            }
             if let Some(record) = b.input.get(&p).and_then(|log| log.get(position as usize)) {
                 let record = record.clone();
                 b.position.insert(p, position + 1);
@@ -311,24 +238,6 @@ impl Source for FakeSource {
             let committed = b.committed.get(&p).copied().unwrap_or(0);
             b.position.insert(p, committed);
         }
-        Ok(())
-    }
-
-    fn committed(&self, partitions: &[i32]) -> anyhow::Result<BTreeMap<i32, i64>> {
-        let b = self.0.borrow();
-        Ok(partitions
-            .iter()
-            .filter_map(|p| b.committed.get(p).map(|o| (*p, *o)))
-            .collect())
-    }
-
-    fn pause(&self) -> anyhow::Result<()> {
-        self.0.borrow_mut().paused = true;
-        Ok(())
-    }
-
-    fn resume(&self) -> anyhow::Result<()> {
-        self.0.borrow_mut().paused = false;
         Ok(())
     }
 
@@ -403,7 +312,6 @@ impl TxnProducer for FakeProducer {
             anyhow::bail!("producer fenced");
         }
         let (outputs, offsets) = b.txn.take().expect("commit outside a transaction");
-        b.last_txn = b.produced.len();
         b.produced.extend(outputs);
         for (_, p, o) in offsets.iter() {
             b.committed.insert(p, o);
@@ -427,33 +335,20 @@ impl Drop for FakeProducer {
     }
 }
 
-/// Restores from the committed outputs, calling `keepalive` after every
-/// record.
+/// Restores from the committed outputs.
 pub struct FakeRestore(pub Shared);
 
 impl Restore for FakeRestore {
-    /// Short, for tests of a changelog that never catches up.
-    fn catch_up(&self) -> Duration {
-        Duration::from_millis(500)
-    }
-
     fn read_to_end(
         &self,
         topic: &str,
         partitions: &[i32],
         on_record: &mut dyn FnMut(&Record<'_>) -> anyhow::Result<()>,
-        keepalive: &mut dyn FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
-        let visible = {
-            let mut b = self.0.borrow_mut();
-            if b.markers_pending > 0 {
-                b.markers_pending -= 1;
-                b.last_txn
-            } else {
-                b.produced.len()
-            }
-        };
-        let records: Vec<FakeRecord> = self.0.borrow().produced[..visible]
+        let records: Vec<FakeRecord> = self
+            .0
+            .borrow()
+            .produced
             .iter()
             .filter(|o| o.topic == topic && o.partition.is_some_and(|p| partitions.contains(&p)))
             .enumerate()
@@ -467,19 +362,6 @@ impl Restore for FakeRestore {
             .collect();
         for record in &records {
             on_record(&record.record())?;
-            {
-                let mut b = self.0.borrow_mut();
-                b.unpolled += 1;
-                if b.poll_limit.is_some_and(|limit| b.unpolled > limit) {
-                    // Evicted: the group reassigns the partitions, which the
-                    // consumer learns at its next poll.
-                    b.unpolled = 0;
-                    b.evictions += 1;
-                    let (at, assigned) = (b.delivered, b.assigned.clone());
-                    b.events.push_front((at, Event::Assign(assigned)));
-                }
-            }
-            keepalive()?;
         }
         Ok(records.len() as u64)
     }

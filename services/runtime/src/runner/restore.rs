@@ -1,10 +1,9 @@
 //! Reading a stage's changelog back: every record of the owned partitions,
 //! from the beginning to the end (the last stable offset: only committed
-//! transactions). Whether that end holds every committed batch is checked
-//! by [`super::integrity`].
+//! transactions).
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -17,29 +16,16 @@ use crate::metrics as m;
 use crate::notify::Notifier;
 use crate::shutdown::Shutdown;
 
-/// How often a restore lets the group consumer be polled: far below any
-/// `max.poll.interval.ms` (300 s by default).
-pub const KEEPALIVE_EVERY: Duration = Duration::from_millis(100);
-
 /// Reads changelog partitions to their end.
 pub trait Restore {
     /// Calls `on_record` for every record of `partitions` of `topic`, oldest
-    /// first; returns how many there were. Calls `keepalive` at least every
-    /// [`KEEPALIVE_EVERY`] (it keeps the group consumer polled), and stops
-    /// with its error.
+    /// first; returns how many there were.
     fn read_to_end(
         &self,
         topic: &str,
         partitions: &[i32],
         on_record: &mut dyn FnMut(&Record<'_>) -> anyhow::Result<()>,
-        keepalive: &mut dyn FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<u64>;
-
-    /// How long the markers of an acknowledged commit may take to become
-    /// visible ([`super::integrity`]).
-    fn catch_up(&self) -> Duration {
-        super::integrity::CATCH_UP
-    }
 }
 
 /// For stages without a changelog.
@@ -52,7 +38,6 @@ impl Restore for NoChangelog {
         topic: &str,
         _partitions: &[i32],
         _on_record: &mut dyn FnMut(&Record<'_>) -> anyhow::Result<()>,
-        _keepalive: &mut dyn FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
         anyhow::bail!("changelog {topic} declared, but the stage runs without a restore consumer")
     }
@@ -71,7 +56,6 @@ impl Restore for KafkaRestore<'_> {
         topic: &str,
         partitions: &[i32],
         on_record: &mut dyn FnMut(&Record<'_>) -> anyhow::Result<()>,
-        keepalive: &mut dyn FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
         if partitions.is_empty() {
             return Ok(0);
@@ -98,18 +82,13 @@ impl Restore for KafkaRestore<'_> {
             .context("assigning changelog partitions")?;
         let mut pending: BTreeSet<i32> = partitions.iter().copied().collect();
         let mut records = 0;
-        let mut kept_alive = Instant::now();
         while !pending.is_empty() {
-            if kept_alive.elapsed() >= KEEPALIVE_EVERY {
-                keepalive()?;
-                kept_alive = Instant::now();
-            }
             self.notifier.watchdog();
             anyhow::ensure!(
                 !self.shutdown.is_shutdown(),
                 "shutdown requested during restore"
             );
-            match consumer.poll(KEEPALIVE_EVERY) {
+            match consumer.poll(Duration::from_millis(200)) {
                 None => {}
                 Some(Ok(msg)) => {
                     on_record(&msg.record())?;

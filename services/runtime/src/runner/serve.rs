@@ -42,8 +42,7 @@ impl TransactionalStage {
         })
     }
 
-    /// Runs `transform` with [`run_transactional`] until shutdown, or ends
-    /// the process if the stage refuses to run ([`super::Refused`]). The Kafka
+    /// Runs `transform` with [`run_transactional`] until shutdown. The Kafka
     /// loop is synchronous (librdkafka's transactional calls block); it runs
     /// on a blocking thread while the async runtime serves signals and
     /// metrics.
@@ -57,11 +56,10 @@ impl TransactionalStage {
             notifier,
             shutdown,
         } = self;
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             run_transactional(&common.kafka, &spec, &mut transform, &shutdown, &notifier)
         })
-        .await?;
-        super::exit_if_refused(result)?;
+        .await??;
         tracing::info!("stopped");
         Ok(())
     }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::batch::Batch;
-use super::integrity;
 use super::run::{Commit, Committed};
 use super::{Offsets, Output, Source};
 use crate::metrics as m;
@@ -34,9 +33,6 @@ pub struct Transactional<'n, P, F> {
     connect: F,
     producer: Option<P>,
     notifier: &'n Notifier,
-    /// The stage's changelog, which gets the batch's input offsets
-    /// ([`integrity::markers`]).
-    changelog: Option<String>,
 }
 
 impl<'n, P: TxnProducer, F: FnMut() -> anyhow::Result<P>> Transactional<'n, P, F> {
@@ -45,14 +41,7 @@ impl<'n, P: TxnProducer, F: FnMut() -> anyhow::Result<P>> Transactional<'n, P, F
             connect,
             producer: None,
             notifier,
-            changelog: None,
         }
-    }
-
-    /// Every transaction also writes its input offsets to `changelog`.
-    pub fn with_markers(mut self, changelog: Option<&str>) -> Self {
-        self.changelog = changelog.map(str::to_string);
-        self
     }
 
     fn producer(&self) -> anyhow::Result<&P> {
@@ -86,11 +75,7 @@ where
         let producer = self.producer()?;
         let start = Instant::now();
         producer.begin().context("begin_transaction")?;
-        let markers = match &self.changelog {
-            Some(changelog) => integrity::markers(changelog, &batch.offsets),
-            None => Vec::new(),
-        };
-        for output in outputs.iter().chain(&markers) {
+        for output in outputs {
             producer
                 .send(output)
                 .with_context(|| format!("producing to {}", output.topic))?;
