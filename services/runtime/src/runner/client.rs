@@ -13,7 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{
     BaseRecord, DefaultProducerContext, FutureProducer, Producer, ThreadedProducer,
@@ -305,6 +305,29 @@ pub fn offset_list(offsets: &Offsets) -> TopicPartitionList {
     tpl
 }
 
+/// Where a rewind moves one partition, from the broker's answer for its
+/// committed offset. A partition the broker answered with an error has an
+/// unknown committed offset, not a missing one: rewinding it to the
+/// beginning would read (and count) that partition again, so it fails the
+/// rewind instead, and the session is rebuilt.
+fn rewind_offset(
+    topic: &str,
+    partition: i32,
+    committed: Offset,
+    error: KafkaResult<()>,
+) -> anyhow::Result<Offset> {
+    if let Err(err) = error {
+        anyhow::bail!("committed offset of {topic}/{partition}: {err}");
+    }
+    match committed {
+        Offset::Offset(o) => Ok(Offset::Offset(o)),
+        // No committed offset yet: the group starts at the beginning
+        // (auto.offset.reset=earliest), so that is where we rewind to.
+        Offset::Invalid => Ok(Offset::Beginning),
+        other => anyhow::bail!("committed offset of {topic}/{partition}: unexpected {other:?}"),
+    }
+}
+
 /// The group consumer of one input topic.
 pub struct KafkaSource {
     consumer: BaseConsumer<StageContext>,
@@ -342,12 +365,8 @@ impl Source for KafkaSource {
             .context("fetching committed offsets")?;
         let mut seek = TopicPartitionList::with_capacity(committed.count());
         for elem in committed.elements() {
-            // No committed offset yet: the group starts at the beginning
-            // (auto.offset.reset=earliest), so that is where we rewind to.
-            let offset = match elem.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ => Offset::Beginning,
-            };
+            let offset =
+                rewind_offset(elem.topic(), elem.partition(), elem.offset(), elem.error())?;
             seek.add_partition_offset(elem.topic(), elem.partition(), offset)?;
         }
         let result = self
@@ -460,6 +479,29 @@ mod tests {
             tpl.find_partition("raw", 0).unwrap().offset(),
             Offset::Offset(8)
         );
+    }
+
+    #[test]
+    fn a_partition_error_is_not_a_missing_offset() {
+        let error = Err(KafkaError::OffsetFetch(
+            RDKafkaErrorCode::UnstableOffsetCommit,
+        ));
+        let err = rewind_offset("raw", 1, Offset::Invalid, error).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "committed offset of raw/1: Offset fetch error: UnstableOffsetCommit (Broker: There \
+             are unstable offsets that need to be cleared)"
+        );
+        assert_eq!(
+            rewind_offset("raw", 1, Offset::Invalid, Ok(())).unwrap(),
+            Offset::Beginning,
+            "no committed offset: the group's start"
+        );
+        assert_eq!(
+            rewind_offset("raw", 1, Offset::Offset(42), Ok(())).unwrap(),
+            Offset::Offset(42)
+        );
+        assert!(rewind_offset("raw", 1, Offset::End, Ok(())).is_err());
     }
 
     #[test]
