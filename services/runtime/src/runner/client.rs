@@ -16,7 +16,7 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{
-    BaseRecord, DefaultProducerContext, FutureProducer, Producer, ThreadedProducer,
+    BaseRecord, DefaultProducerContext, FutureProducer, Producer, ProducerContext, ThreadedProducer,
 };
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -398,6 +398,39 @@ impl Source for KafkaSource {
     }
 }
 
+/// Enqueues `record`, waiting while the producer's local queue is full, for
+/// `wait` at most. The queue drains as the brokers acknowledge; a queue that
+/// stays full for that long means they do not (all down, or the records
+/// refused), and waiting on would hold the open transaction and starve the
+/// watchdog. The error fails the batch, which is then aborted and rewound.
+fn enqueue<C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if Instant::now() < deadline =>
+            {
+                record = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((err, back)) => {
+                return Err(err).with_context(|| {
+                    format!(
+                        "producing to {} (local queue waited on for up to {} ms)",
+                        back.topic,
+                        wait.as_millis()
+                    )
+                })
+            }
+        }
+    }
+}
+
 /// A transactional producer.
 pub struct KafkaProducer(ThreadedProducer<DefaultProducerContext>);
 
@@ -425,7 +458,8 @@ impl TxnProducer for KafkaProducer {
         Ok(self.0.begin_transaction()?)
     }
 
-    /// Enqueues a record, waiting while the local queue is full.
+    /// Enqueues a record, waiting (up to [`TXN_TIMEOUT`]) while the local
+    /// queue is full.
     fn send(&self, output: &super::Output) -> anyhow::Result<()> {
         let mut record: BaseRecord<'_, [u8], [u8]> =
             BaseRecord::to(&output.topic).payload(output.payload.as_slice());
@@ -435,16 +469,7 @@ impl TxnProducer for KafkaProducer {
         if let Some(partition) = output.partition {
             record = record.partition(partition);
         }
-        loop {
-            match self.0.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err((err, _)) => return Err(err.into()),
-            }
-        }
+        enqueue(&self.0, record, TXN_TIMEOUT)
     }
 
     fn send_offsets(&self, offsets: &Offsets, group: &ConsumerGroupMetadata) -> anyhow::Result<()> {
@@ -502,6 +527,28 @@ mod tests {
             Offset::Offset(42)
         );
         assert!(rewind_offset("raw", 1, Offset::End, Ok(())).is_err());
+    }
+
+    #[test]
+    fn a_queue_that_stays_full_fails_the_send() {
+        // A real producer whose queue holds one record and whose broker does
+        // not exist: the first record stays queued, so the queue stays full.
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("queue.buffering.max.messages", "1")
+            .create()
+            .unwrap();
+        let record = || BaseRecord::<[u8], [u8]>::to("raw").payload(b"x".as_slice());
+        enqueue(&producer, record(), Duration::ZERO).unwrap();
+        let err = enqueue(&producer, record(), Duration::from_millis(50)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "producing to raw (local queue waited on for up to 50 ms)"
+        );
+        assert_eq!(
+            err.downcast_ref::<KafkaError>(),
+            Some(&KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))
+        );
     }
 
     #[test]
