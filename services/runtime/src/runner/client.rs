@@ -31,6 +31,10 @@ use crate::config::KafkaArgs;
 const INIT_TIMEOUT: Duration = TXN_TIMEOUT;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The transactional producers' `transaction.timeout.ms`: the coordinator
+/// aborts a transaction left open for longer (its producer killed).
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Memory bounds for librdkafka's own buffers. Its defaults are sized for
 /// big brokers, not a 50 MB service: a consumer pre-fetches up to 64 MB
 /// (`queued.max.messages.kbytes`) in fetches of up to 50 MB
@@ -125,7 +129,10 @@ impl ClientConfigs {
             Self::producer_settings(config);
             config
                 .set("transactional.id", transactional_id)
-                .set("transaction.timeout.ms", "60000")
+                .set(
+                    "transaction.timeout.ms",
+                    TRANSACTION_TIMEOUT.as_millis().to_string(),
+                )
                 // A transaction begun right after the previous commit may be
                 // refused with CONCURRENT_TRANSACTIONS until the coordinator
                 // has written that commit's markers (about a millisecond
@@ -175,6 +182,16 @@ impl ClientConfigs {
             consumer,
             topic: topic.to_string(),
         })
+    }
+
+    /// A client that asks for high watermarks: read_uncommitted, since a
+    /// read_committed client's `fetch_watermarks` answers the last stable
+    /// offset instead (librdkafka sends its isolation level with ListOffsets).
+    /// Set after the operator's properties: the restore depends on it.
+    pub fn high_watermark_consumer(&self) -> ClientConfig {
+        let mut config = self.restore_consumer();
+        config.set("isolation.level", "read_uncommitted");
+        config
     }
 
     /// A consumer that reads changelog partitions assigned by hand.
