@@ -153,7 +153,22 @@ impl ClientConfigs {
     /// A group consumer of `topic` that only sees committed transactions and
     /// never commits on its own: offsets move only with a committed batch.
     pub fn group_consumer(&self, group_id: &str, topic: &str) -> anyhow::Result<KafkaSource> {
-        let config = self.build(|config| {
+        let consumer: BaseConsumer<StageContext> = self
+            .group_config(group_id)
+            .create_with_context(StageContext::default())
+            .context("creating the consumer")?;
+        consumer
+            .subscribe(&[topic])
+            .with_context(|| format!("subscribing to {topic}"))?;
+        topic_partitions(&consumer, topic)?;
+        Ok(KafkaSource {
+            consumer,
+            topic: topic.to_string(),
+        })
+    }
+
+    fn group_config(&self, group_id: &str) -> ClientConfig {
+        self.build(|config| {
             config
                 .set("group.id", group_id)
                 .set("isolation.level", "read_committed")
@@ -170,17 +185,6 @@ impl ClientConfigs {
                 // called while a transaction is open.
                 .set("partition.assignment.strategy", "range");
             bound_consumer_memory(config);
-        });
-        let consumer: BaseConsumer<StageContext> = config
-            .create_with_context(StageContext::default())
-            .context("creating the consumer")?;
-        consumer
-            .subscribe(&[topic])
-            .with_context(|| format!("subscribing to {topic}"))?;
-        topic_partitions(&consumer, topic)?;
-        Ok(KafkaSource {
-            consumer,
-            topic: topic.to_string(),
         })
     }
 
@@ -565,6 +569,31 @@ mod tests {
         assert_eq!(
             err.downcast_ref::<KafkaError>(),
             Some(&KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))
+        );
+    }
+
+    #[test]
+    fn the_pipeline_file_says_what_the_stages_do_with_deleted_input() {
+        let kafka = KafkaArgs {
+            bootstrap_servers: "127.0.0.1:1".into(),
+            properties: vec![],
+        };
+        let group = ClientConfigs::new(&kafka, "pulsewire-test").group_config("g");
+        let set = group.get("auto.offset.reset").unwrap();
+        // Every `auto.offset.reset=VALUE` that pipeline.toml's comments name.
+        let said: Vec<&str> = crate::config::PIPELINE_TOML
+            .split("auto.offset.reset=")
+            .skip(1)
+            .map(|rest| {
+                rest.split(|c: char| !c.is_ascii_alphabetic())
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            said,
+            [set],
+            "pipeline.toml's comment against the consumer's setting"
         );
     }
 
