@@ -20,6 +20,7 @@ let
   cfg = config.services.pulsewire;
   scfg = cfg.secrets;
   paths = import ./lib/secret-paths.nix cfg;
+  hardening = import ./lib/hardening.nix;
 
   # Every secret this host needs: the option that may supply it and its file.
   wanted =
@@ -125,13 +126,10 @@ in
       before = consumers;
       requiredBy = consumers;
       path = [ pkgs.coreutils ];
-      serviceConfig = (import ./lib/hardening.nix).scriptLimits // {
+      serviceConfig = hardening.root // hardening.scriptLimits // {
         Type = "oneshot";
         RemainAfterExit = true;
         ExecStart = script;
-        PrivateNetwork = true;
-        ProtectHome = true;
-        ProtectSystem = "strict";
         # The parent, because the directory itself may not exist yet.
         ReadWritePaths = [ (builtins.dirOf scfg.directory) ];
       };

@@ -81,6 +81,31 @@ rec {
         // unit.serviceConfig;
     };
 
+  # A boot job that must run as root because it makes root-owned files (the
+  # first-boot secrets): the common sandbox without a user of its own (no
+  # DynamicUser, no user namespace, in which root's capabilities would not
+  # reach the host's files), keeping only the capabilities to take over and
+  # chmod a file that is not root's yet, and the chown calls that
+  # `~@privileged` refuses. No network at all.
+  root =
+    builtins.removeAttrs common [
+      "DynamicUser"
+      "PrivateUsers"
+      "RemoveIPC"
+    ]
+    // {
+      CapabilityBoundingSet = [
+        "CAP_CHOWN"
+        "CAP_FOWNER"
+      ];
+      IPAddressDeny = "any";
+      MemoryDenyWriteExecute = true;
+      PrivateNetwork = true;
+      ProcSubset = "pid";
+      RestrictAddressFamilies = [ "AF_UNIX" ];
+      SystemCallFilter = common.SystemCallFilter ++ [ "@chown" ];
+    };
+
   # A JVM's memory besides its heap (MiB), capped by flags where the JVM can
   # cap it: class metadata, direct buffers (NIO copies each socket read or
   # write of up to an 8 MiB record through one), the JIT's code cache (its

@@ -13,10 +13,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{
-    BaseRecord, DefaultProducerContext, FutureProducer, Producer, ThreadedProducer,
+    BaseRecord, DefaultProducerContext, FutureProducer, Producer, ProducerContext, ThreadedProducer,
 };
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -30,6 +30,10 @@ use crate::config::KafkaArgs;
 /// pinging the watchdog in between, so this stays as short as the others.
 const INIT_TIMEOUT: Duration = TXN_TIMEOUT;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The transactional producers' `transaction.timeout.ms`: the coordinator
+/// aborts a transaction left open for longer (its producer killed).
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Memory bounds for librdkafka's own buffers. Its defaults are sized for
 /// big brokers, not a 50 MB service: a consumer pre-fetches up to 64 MB
@@ -125,7 +129,10 @@ impl ClientConfigs {
             Self::producer_settings(config);
             config
                 .set("transactional.id", transactional_id)
-                .set("transaction.timeout.ms", "60000")
+                .set(
+                    "transaction.timeout.ms",
+                    TRANSACTION_TIMEOUT.as_millis().to_string(),
+                )
                 // A transaction begun right after the previous commit may be
                 // refused with CONCURRENT_TRANSACTIONS until the coordinator
                 // has written that commit's markers (about a millisecond
@@ -146,7 +153,22 @@ impl ClientConfigs {
     /// A group consumer of `topic` that only sees committed transactions and
     /// never commits on its own: offsets move only with a committed batch.
     pub fn group_consumer(&self, group_id: &str, topic: &str) -> anyhow::Result<KafkaSource> {
-        let config = self.build(|config| {
+        let consumer: BaseConsumer<StageContext> = self
+            .group_config(group_id)
+            .create_with_context(StageContext::default())
+            .context("creating the consumer")?;
+        consumer
+            .subscribe(&[topic])
+            .with_context(|| format!("subscribing to {topic}"))?;
+        topic_partitions(&consumer, topic)?;
+        Ok(KafkaSource {
+            consumer,
+            topic: topic.to_string(),
+        })
+    }
+
+    fn group_config(&self, group_id: &str) -> ClientConfig {
+        self.build(|config| {
             config
                 .set("group.id", group_id)
                 .set("isolation.level", "read_committed")
@@ -163,18 +185,17 @@ impl ClientConfigs {
                 // called while a transaction is open.
                 .set("partition.assignment.strategy", "range");
             bound_consumer_memory(config);
-        });
-        let consumer: BaseConsumer<StageContext> = config
-            .create_with_context(StageContext::default())
-            .context("creating the consumer")?;
-        consumer
-            .subscribe(&[topic])
-            .with_context(|| format!("subscribing to {topic}"))?;
-        topic_partitions(&consumer, topic)?;
-        Ok(KafkaSource {
-            consumer,
-            topic: topic.to_string(),
         })
+    }
+
+    /// A client that asks for high watermarks: read_uncommitted, since a
+    /// read_committed client's `fetch_watermarks` answers the last stable
+    /// offset instead (librdkafka sends its isolation level with ListOffsets).
+    /// Set after the operator's properties: the restore depends on it.
+    pub fn high_watermark_consumer(&self) -> ClientConfig {
+        let mut config = self.restore_consumer();
+        config.set("isolation.level", "read_uncommitted");
+        config
     }
 
     /// A consumer that reads changelog partitions assigned by hand.
@@ -305,6 +326,29 @@ pub fn offset_list(offsets: &Offsets) -> TopicPartitionList {
     tpl
 }
 
+/// Where a rewind moves one partition, from the broker's answer for its
+/// committed offset. A partition the broker answered with an error has an
+/// unknown committed offset, not a missing one: rewinding it to the
+/// beginning would read (and count) that partition again, so it fails the
+/// rewind instead, and the session is rebuilt.
+fn rewind_offset(
+    topic: &str,
+    partition: i32,
+    committed: Offset,
+    error: KafkaResult<()>,
+) -> anyhow::Result<Offset> {
+    if let Err(err) = error {
+        anyhow::bail!("committed offset of {topic}/{partition}: {err}");
+    }
+    match committed {
+        Offset::Offset(o) => Ok(Offset::Offset(o)),
+        // No committed offset yet: the group starts at the beginning
+        // (auto.offset.reset=earliest), so that is where we rewind to.
+        Offset::Invalid => Ok(Offset::Beginning),
+        other => anyhow::bail!("committed offset of {topic}/{partition}: unexpected {other:?}"),
+    }
+}
+
 /// The group consumer of one input topic.
 pub struct KafkaSource {
     consumer: BaseConsumer<StageContext>,
@@ -342,12 +386,8 @@ impl Source for KafkaSource {
             .context("fetching committed offsets")?;
         let mut seek = TopicPartitionList::with_capacity(committed.count());
         for elem in committed.elements() {
-            // No committed offset yet: the group starts at the beginning
-            // (auto.offset.reset=earliest), so that is where we rewind to.
-            let offset = match elem.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ => Offset::Beginning,
-            };
+            let offset =
+                rewind_offset(elem.topic(), elem.partition(), elem.offset(), elem.error())?;
             seek.add_partition_offset(elem.topic(), elem.partition(), offset)?;
         }
         let result = self
@@ -379,6 +419,39 @@ impl Source for KafkaSource {
     }
 }
 
+/// Enqueues `record`, waiting while the producer's local queue is full, for
+/// `wait` at most. The queue drains as the brokers acknowledge; a queue that
+/// stays full for that long means they do not (all down, or the records
+/// refused), and waiting on would hold the open transaction and starve the
+/// watchdog. The error fails the batch, which is then aborted and rewound.
+fn enqueue<C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if Instant::now() < deadline =>
+            {
+                record = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((err, back)) => {
+                return Err(err).with_context(|| {
+                    format!(
+                        "producing to {} (local queue waited on for up to {} ms)",
+                        back.topic,
+                        wait.as_millis()
+                    )
+                })
+            }
+        }
+    }
+}
+
 /// A transactional producer.
 pub struct KafkaProducer(ThreadedProducer<DefaultProducerContext>);
 
@@ -406,7 +479,8 @@ impl TxnProducer for KafkaProducer {
         Ok(self.0.begin_transaction()?)
     }
 
-    /// Enqueues a record, waiting while the local queue is full.
+    /// Enqueues a record, waiting (up to [`TXN_TIMEOUT`]) while the local
+    /// queue is full.
     fn send(&self, output: &super::Output) -> anyhow::Result<()> {
         let mut record: BaseRecord<'_, [u8], [u8]> =
             BaseRecord::to(&output.topic).payload(output.payload.as_slice());
@@ -416,16 +490,7 @@ impl TxnProducer for KafkaProducer {
         if let Some(partition) = output.partition {
             record = record.partition(partition);
         }
-        loop {
-            match self.0.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err((err, _)) => return Err(err.into()),
-            }
-        }
+        enqueue(&self.0, record, TXN_TIMEOUT)
     }
 
     fn send_offsets(&self, offsets: &Offsets, group: &ConsumerGroupMetadata) -> anyhow::Result<()> {
@@ -459,6 +524,76 @@ mod tests {
         assert_eq!(
             tpl.find_partition("raw", 0).unwrap().offset(),
             Offset::Offset(8)
+        );
+    }
+
+    #[test]
+    fn a_partition_error_is_not_a_missing_offset() {
+        let error = Err(KafkaError::OffsetFetch(
+            RDKafkaErrorCode::UnstableOffsetCommit,
+        ));
+        let err = rewind_offset("raw", 1, Offset::Invalid, error).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "committed offset of raw/1: Offset fetch error: UnstableOffsetCommit (Broker: There \
+             are unstable offsets that need to be cleared)"
+        );
+        assert_eq!(
+            rewind_offset("raw", 1, Offset::Invalid, Ok(())).unwrap(),
+            Offset::Beginning,
+            "no committed offset: the group's start"
+        );
+        assert_eq!(
+            rewind_offset("raw", 1, Offset::Offset(42), Ok(())).unwrap(),
+            Offset::Offset(42)
+        );
+        assert!(rewind_offset("raw", 1, Offset::End, Ok(())).is_err());
+    }
+
+    #[test]
+    fn a_queue_that_stays_full_fails_the_send() {
+        // A real producer whose queue holds one record and whose broker does
+        // not exist: the first record stays queued, so the queue stays full.
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("queue.buffering.max.messages", "1")
+            .create()
+            .unwrap();
+        let record = || BaseRecord::<[u8], [u8]>::to("raw").payload(b"x".as_slice());
+        enqueue(&producer, record(), Duration::ZERO).unwrap();
+        let err = enqueue(&producer, record(), Duration::from_millis(50)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "producing to raw (local queue waited on for up to 50 ms)"
+        );
+        assert_eq!(
+            err.downcast_ref::<KafkaError>(),
+            Some(&KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))
+        );
+    }
+
+    #[test]
+    fn the_pipeline_file_says_what_the_stages_do_with_deleted_input() {
+        let kafka = KafkaArgs {
+            bootstrap_servers: "127.0.0.1:1".into(),
+            properties: vec![],
+        };
+        let group = ClientConfigs::new(&kafka, "pulsewire-test").group_config("g");
+        let set = group.get("auto.offset.reset").unwrap();
+        // Every `auto.offset.reset=VALUE` that pipeline.toml's comments name.
+        let said: Vec<&str> = crate::config::PIPELINE_TOML
+            .split("auto.offset.reset=")
+            .skip(1)
+            .map(|rest| {
+                rest.split(|c: char| !c.is_ascii_alphabetic())
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            said,
+            [set],
+            "pipeline.toml's comment against the consumer's setting"
         );
     }
 
