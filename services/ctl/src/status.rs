@@ -83,7 +83,8 @@ fn sample(http: &Http, targets: &Targets) -> Vec<Result<Totals, String>> {
                 let totals = http
                     .get(&url, None)
                     .and_then(|text| Totals::parse(&text))
-                    .map_err(|err| format!("{addr}: {err:#}"))?;
+                    // The root cause (`Connection refused`), not reqwest's chain.
+                    .map_err(|err| format!("{addr}: {}", err.root_cause()))?;
                 sum.add(&totals);
             }
             Ok(sum)
