@@ -10,5 +10,6 @@
     ./influxdb.nix
     ./grafana.nix
     ./secrets.nix
+    ./ctl.nix
   ];
 }

@@ -327,6 +327,8 @@ in
       port = httpPort "Grafana" p.grafana.port;
     };
 
+    ctl.enable = componentEnable "Whether to put the operator CLI `pulsewire-ctl` (status per hop, the DLQ: list, show, replay) on the PATH, with its targets file /etc/pulsewire/ctl-targets.json. It reads Connect's REST password from its secret file, so `status` shows Connect's state when run as root.";
+
     secrets = {
       directory = mkOption {
         type = types.str;

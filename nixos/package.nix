@@ -1,5 +1,5 @@
-# The Pulsewire Cargo workspace: pulsewire-simulator, -aggregator, -processor
-# and -uploader in one package.
+# The Pulsewire Cargo workspace: pulsewire-simulator, -aggregator, -processor,
+# -uploader and the operator CLI pulsewire-ctl in one package.
 #
 # librdkafka: rdkafka-sys (version from Cargo.lock, e.g. 4.10.0+2.12.1) needs
 # a librdkafka at least as new as the part after '+'. When nixpkgs' rdkafka is

@@ -321,6 +321,40 @@ rec {
     }) pipeline.influxdb.rollups.windows;
   };
 
+  # The targets file of the operator CLI, pulsewire-ctl (services/ctl/src/targets.rs):
+  # where this host's pipeline runs. The NixOS module installs it as
+  # /etc/pulsewire/ctl-targets.json, the local stack writes its own. It names
+  # the file holding Connect's REST password, never the password.
+  ctlTargets =
+    {
+      pipelinePath,
+      connectPasswordFile,
+      readingsFile ? connect.file,
+      connectorName ? (connectNames null).connectorName,
+      # Per consuming stage: how many instances run, and instance 1's metrics address.
+      instances ? { },
+      metricsAddresses ? { },
+    }:
+    {
+      pipeline = pipelinePath;
+      bootstrap_servers = bootstrapServers;
+      readings_file = readingsFile;
+      connect = {
+        url = "http://${kafka.host}:${toString connect.rest_port}";
+        inherit (connectRestAuth) user;
+        password_file = connectPasswordFile;
+        connector = connectorName;
+      };
+      metrics = builtins.listToAttrs (
+        map (stage: {
+          name = stage;
+          value = map (instanceAddress (
+            metricsAddresses.${stage} or "127.0.0.1:${toString pipeline.services.${stage}.metrics_port}"
+          )) (range 1 (instances.${stage} or 1));
+        }) scalableStages
+      );
+    };
+
   # Every TCP port the appliance listens on, for uniqueness checks and firewalls.
   servicePorts = {
     connect = connect.rest_port;

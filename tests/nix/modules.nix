@@ -90,6 +90,16 @@ let
     map (m: baseNameOf (lib.head m)) (
       lib.filter (m: m != null) (map (builtins.match "generate ([^ ]+)") (lib.splitString "\n" (secretsScript cfg)))
     );
+  # The operator CLI's targets file, as installed.
+  ctlTargets =
+    cfg: builtins.fromJSON (builtins.unsafeDiscardStringContext cfg.environment.etc."pulsewire/ctl-targets.json".source.text);
+  # The appliance with two processors, and without the CLI.
+  scaled = nixos.eval (base ++ [ ../../nixos/appliance.nix { services.pulsewire.processor.instances = 2; } ]);
+  noCtl = nixos.eval (base ++ [ ../../nixos/appliance.nix { services.pulsewire.ctl.enable = false; } ]);
+  # `--metrics-addr` of a stage unit's command line.
+  metricsArg =
+    cfg: unit:
+    lib.head (builtins.match ".*--metrics-addr'? '?([0-9.:]+).*" (toString cfg.systemd.services.${unit}.serviceConfig.ExecStart));
 in
 h.run [
   (check "appliance: module assertions hold" (assertionsHold appliance))
@@ -512,4 +522,39 @@ h.run [
     && builtins.elem "admin-token:/run/secrets/influx-admin-token" operatorSecrets.systemd.services.pulsewire-influxdb-setup.serviceConfig.LoadCredential
   ))
   (check "a secret in the Nix store fails an assertion" (!(assertionsHold operatorSecrets)))
+  (check "ctl: pulsewire-ctl on the PATH, its targets are where the units run" (
+    let
+      t = ctlTargets appliance;
+      register = units.pulsewire-connect-register;
+    in
+    builtins.elem package appliance.environment.systemPackages
+    && t.pipeline == units.pulsewire-aggregator.environment.PULSEWIRE_PIPELINE
+    && t.bootstrap_servers == units.pulsewire-aggregator.environment.PULSEWIRE_BOOTSTRAP_SERVERS
+    && t.metrics == {
+      aggregator = [ (metricsArg appliance "pulsewire-aggregator") ];
+      processor = [ (metricsArg appliance "pulsewire-processor") ];
+      uploader = [ (metricsArg appliance "pulsewire-uploader") ];
+    }
+    && t.metrics.processor == [ "127.0.0.1:${toString pipeline.services.processor.metrics_port}" ]
+    && t.connect.url == register.environment.CONNECT_URL
+    && t.connect.connector == register.environment.CONNECTOR_NAME
+    && builtins.elem "connect-rest-password:${t.connect.password_file}" register.serviceConfig.LoadCredential
+    && t.readings_file == appliance.services.pulsewire.connect.file
+  ))
+  (check "ctl: every instance's metrics address, no secret in the targets file" (
+    let
+      t = ctlTargets scaled;
+      text = scaled.environment.etc."pulsewire/ctl-targets.json".source.text;
+    in
+    t.metrics.processor == [
+      (metricsArg scaled "pulsewire-processor")
+      (metricsArg scaled "pulsewire-processor-2")
+    ]
+    && lib.hasPrefix "/var/lib/pulsewire-secrets/" t.connect.password_file
+    && !(contains "password\":\"" text)
+  ))
+  (check "ctl: disabled, neither on the PATH nor configured" (
+    !(noCtl.environment.etc ? "pulsewire/ctl-targets.json")
+    && !(builtins.elem package noCtl.environment.systemPackages)
+  ))
 ]

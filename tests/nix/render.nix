@@ -105,7 +105,7 @@ h.run [
       logDir = "/d";
     }) == builtins.head settings // { "log.dirs" = "/d"; }
   ))
-  (check "five topics from pipeline.toml" (builtins.length p.topics == 5))
+  (check "six topics from pipeline.toml" (builtins.length p.topics == 6))
   (check "every topic RF 3, 3 partitions, min.insync.replicas 2" (
     h.all (
       map (
@@ -114,6 +114,9 @@ h.run [
     )
   ))
   (check "topic names unique" (h.unique (map (t: t.name) p.topics)))
+  (check "the DLQ replay markers topic is compacted (one marker per DLQ record)" (
+    (topicNamed "heartrate.dlq-replayed").configs."cleanup.policy" == "compact"
+  ))
   (check "processor state topic is compacted" (
     (topicNamed p.pipeline.topics.processor_state.name).configs."cleanup.policy" == "compact"
   ))

@@ -22,6 +22,13 @@ use crate::parse::Rejection;
 /// UTF-8, that is at most ~31 KiB of record.
 pub const MAX_RAW_BYTES: usize = 4096;
 
+/// The code of a record written before records carried one.
+pub const UNKNOWN_CODE: &str = "unknown";
+
+fn unknown_code() -> String {
+    UNKNOWN_CODE.to_owned()
+}
+
 /// Most bytes of a reason a record keeps (a server's message can be long).
 pub const MAX_REASON_BYTES: usize = 1024;
 
@@ -29,6 +36,13 @@ pub const MAX_REASON_BYTES: usize = 1024;
 pub struct DlqRecord {
     /// The stage that rejected it (`aggregator`, `processor`, `uploader`).
     pub stage: String,
+    /// Why, as a stable slug for filters and metric labels: the parser's
+    /// [`Rejection::reason_code`] for a rejected line, the processor's refusal
+    /// (`late`, `conflict`, `state_full`, `unreadable_reading`) or the
+    /// uploader's (`influx_refused`, `unreadable_stats`). Records written
+    /// before the field existed read as [`UNKNOWN_CODE`].
+    #[serde(default = "unknown_code")]
+    pub code: String,
     /// Human-readable reason ([`Rejection`]'s `Display`, a server's message).
     pub reason: String,
     /// The raw payload, lossless: UTF-8 text when it is valid UTF-8,
@@ -51,9 +65,10 @@ pub struct DlqRecord {
 
 impl DlqRecord {
     /// A record for `raw`, read at `topic`/`partition`/`offset`, refused by
-    /// `stage` for `reason`.
+    /// `stage` for `reason` (whose stable slug is `code`).
     pub fn new(
         stage: &str,
+        code: &str,
         reason: impl Into<String>,
         raw: &[u8],
         topic: &str,
@@ -80,6 +95,7 @@ impl DlqRecord {
         let reason = reason.into();
         Self {
             stage: stage.to_owned(),
+            code: code.to_owned(),
             reason: prefix_str(&reason, MAX_REASON_BYTES).to_owned(),
             raw,
             raw_base64,
@@ -100,7 +116,15 @@ impl DlqRecord {
         partition: i32,
         offset: i64,
     ) -> Self {
-        Self::new(stage, rejection.to_string(), raw, topic, partition, offset)
+        Self::new(
+            stage,
+            rejection.reason_code(),
+            rejection.to_string(),
+            raw,
+            topic,
+            partition,
+            offset,
+        )
     }
 
     /// Whether `raw` is the whole payload, not only its start.

@@ -154,6 +154,7 @@ impl Transform for Process {
                 tracing::warn!(topic, partition, offset, %err, "unreadable reading");
                 let record = DlqRecord::new(
                     STAGE,
+                    "unreadable_reading",
                     format!("unreadable reading: {err}"),
                     payload,
                     topic,
@@ -207,7 +208,7 @@ impl Transform for Process {
                     code,
                     "reading to DLQ"
                 );
-                let record = DlqRecord::new(STAGE, reason, payload, topic, partition, offset);
+                let record = DlqRecord::new(STAGE, code, reason, payload, topic, partition, offset);
                 out.push(self.dlq(&record)?);
             }
         }

@@ -37,7 +37,7 @@ pub use layers::{
     ConsumerSettings, KafkaArgs, Layers, LogArgs, StageSettings, TxnSettings, PIPELINE_ENV,
 };
 pub use pipeline::{
-    pipeline, Aggregator, Connect, Influxdb, Kafka, KindSpec, ParseLimits, Pipeline,
+    pipeline, Aggregator, Connect, Ctl, Influxdb, Kafka, KindSpec, ParseLimits, Pipeline,
     PipelineSource, Processor, Services, Simulator, Stage, Topic, Topics, Uploader, PIPELINE_TOML,
 };
 pub use values::{

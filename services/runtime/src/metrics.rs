@@ -29,6 +29,9 @@ pub const DUPLICATES: &str = "pulsewire_duplicates_total";
 pub const DLQ: &str = "pulsewire_dlq_total";
 /// Failures that were handled by retrying or aborting, by kind.
 pub const ERRORS: &str = "pulsewire_errors_total";
+/// Unix time (seconds) of the latest handled failure, by kind: with
+/// [`ERRORS`], what `pulsewire-ctl status` shows as a stage's last error.
+pub const LAST_ERROR_SECONDS: &str = "pulsewire_last_error_timestamp_seconds";
 /// Transactions by outcome (`committed`, `aborted`).
 pub const TRANSACTIONS: &str = "pulsewire_transactions_total";
 /// Seconds to make one batch durable (transaction commit, InfluxDB write).
@@ -70,6 +73,15 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Counts one handled failure of `kind` and stamps it as the latest.
+pub fn error(kind: &'static str) {
+    metrics::counter!(ERRORS, "kind" => kind).increment(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64());
+    metrics::gauge!(LAST_ERROR_SECONDS, "kind" => kind).set(now);
+}
+
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
@@ -85,6 +97,11 @@ fn describe() {
     describe_counter!(DUPLICATES, "Readings whose identity was already counted.");
     describe_counter!(DLQ, "Records written to the dead-letter topic.");
     describe_counter!(ERRORS, "Handled failures (retried or aborted), by kind.");
+    describe_gauge!(
+        LAST_ERROR_SECONDS,
+        Unit::Seconds,
+        "Unix time of the latest handled failure, by kind."
+    );
     describe_counter!(TRANSACTIONS, "Kafka transactions by outcome.");
     describe_histogram!(
         BATCH_WRITE_SECONDS,

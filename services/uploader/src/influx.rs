@@ -123,8 +123,7 @@ async fn write_retrying(
         }
     };
     let notify = |failure: &Failure, wait: Duration| {
-        metrics::counter!(pulsewire_runtime::metrics::ERRORS, "kind" => "influx_write")
-            .increment(1);
+        pulsewire_runtime::metrics::error("influx_write");
         tracing::warn!(
             error = ?failure,
             retry_in_ms = wait.as_millis() as u64,

@@ -17,6 +17,11 @@ use pulsewire_model::reading::StatsRecord;
 use pulsewire_runtime::config::KafkaArgs;
 use pulsewire_runtime::metrics as m;
 use pulsewire_runtime::notify::Notifier;
+
+/// The DLQ codes of the uploader's refusals: InfluxDB refused the point, or
+/// the stats record could not be turned into one.
+const REFUSED: &str = "influx_refused";
+const UNREADABLE: &str = "unreadable_stats";
 use pulsewire_runtime::runner::batch::Batch;
 use pulsewire_runtime::runner::client::ClientConfigs;
 use pulsewire_runtime::runner::restore::NoChangelog;
@@ -118,7 +123,7 @@ pub struct WriteThenCommit<'a, W, D, F> {
 impl<W: PointWriter, D: DeadLetters, F: FnMut() -> anyhow::Result<D>> WriteThenCommit<'_, W, D, F> {
     /// Writes the points of `items`; returns each item that could not be
     /// written with the reason, or `None` on shutdown while the store fails.
-    async fn write(&self, items: &[Item]) -> Option<Vec<(usize, String)>> {
+    async fn write(&self, items: &[Item]) -> Option<Vec<(usize, &'static str, String)>> {
         let mut points = Vec::with_capacity(items.len());
         let mut point_items = Vec::with_capacity(items.len());
         let mut dead = Vec::new();
@@ -128,7 +133,7 @@ impl<W: PointWriter, D: DeadLetters, F: FnMut() -> anyhow::Result<D>> WriteThenC
                     points.push(p.clone());
                     point_items.push(i);
                 }
-                Err(reason) => dead.push((i, reason.clone())),
+                Err(reason) => dead.push((i, UNREADABLE, reason.clone())),
             }
         }
         let write = influx::write_all(self.writer, &points, self.retry);
@@ -147,6 +152,7 @@ impl<W: PointWriter, D: DeadLetters, F: FnMut() -> anyhow::Result<D>> WriteThenC
         dead.extend(refused.into_iter().map(|(pi, msg)| {
             (
                 point_items[pi],
+                REFUSED,
                 format!("InfluxDB refused the point: {msg}"),
             )
         }));
@@ -178,7 +184,7 @@ where
             return Ok(Committed::Stopped);
         };
         // Refused points must be safe in the DLQ before their offsets move.
-        let deliveries = dead.iter().map(|(i, reason)| {
+        let deliveries = dead.iter().map(|(i, code, reason)| {
             let item = &items[*i];
             tracing::warn!(
                 topic = item.topic,
@@ -189,6 +195,7 @@ where
             );
             let record = DlqRecord::new(
                 STAGE,
+                code,
                 reason.clone(),
                 &item.payload,
                 &item.topic,
@@ -205,8 +212,9 @@ where
         metrics::counter!(m::RECORDS_OUT, "topic" => "influxdb").increment(written as u64);
         if !dead.is_empty() {
             metrics::counter!(m::DLQ).increment(dead.len() as u64);
-            metrics::counter!(m::REJECTED, "reason" => "influx_refused")
-                .increment(dead.len() as u64);
+            for (_, code, _) in &dead {
+                metrics::counter!(m::REJECTED, "reason" => *code).increment(1);
+            }
         }
         tracing::debug!(
             records = batch.records,
@@ -219,7 +227,7 @@ where
             Err(err) => {
                 // Typically a rebalance took the partitions away: the new
                 // owner rewrites the batch, which is harmless (idempotent).
-                metrics::counter!(m::ERRORS, "kind" => "commit").increment(1);
+                m::error("commit");
                 tracing::warn!(
                     error = format!("{err:#}"),
                     "offset commit failed; the batch will be written again"

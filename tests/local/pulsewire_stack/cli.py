@@ -63,6 +63,7 @@ def print_status() -> None:
     print(f"store       {db.url}   (InfluxDB 2: org {db.org}, bucket {db.bucket})")
     print(f"read token  {read_token_file()}   (may only read the bucket)")
     print(f"binaries    {bin_dir()}")
+    print(f"operator    PULSEWIRE_CTL_TARGETS={stack.ctl_targets()} {bin_dir()}/pulsewire-ctl status")
 
 
 def cmd_status(args) -> int:

@@ -17,7 +17,7 @@ from .settings import (CACHE, PIPELINE_FILE, PORT_OFFSET, RENDERER, REPO, SECRET
                        readings_file)
 
 _EXPR = r"""
-{ renderer, pipelineFile, portOffset, stateDir, pluginPath, file, binDir, tokenFile, instances }:
+{ renderer, pipelineFile, portOffset, stateDir, pluginPath, file, binDir, tokenFile, instances, connectPasswordFile }:
 let
   l = import (/. + renderer) { pipelineFile = /. + pipelineFile; portOffset = builtins.fromJSON portOffset; };
   usersFile = "${stateDir}/connect-rest-users.properties";
@@ -31,6 +31,13 @@ in {
   }) l.brokers;
   topicCreateArgs = map l.topicCreateArgs l.topics;
   topicAlterArgs = map l.topicAlterArgs l.topics;
+  # The operator CLI's targets file (nixos/ctl.nix installs the appliance's): one
+  # instance of each stage, as the stack starts them.
+  ctlTargets = l.ctlTargets {
+    pipelinePath = pipelineFile;
+    inherit connectPasswordFile;
+    readingsFile = file;
+  };
   connectProperties = l.toProperties (l.connectWorkerSettings { inherit pluginPath; });
   connectorConfig = l.connectorConfig { inherit file; };
   restPort = l.connect.rest_port;
@@ -91,7 +98,7 @@ def render(fresh: bool = False) -> dict:
     args = {
         "renderer": RENDERER, "pipelineFile": PIPELINE_FILE, "portOffset": PORT_OFFSET, "stateDir": STATE,
         "pluginPath": plugin_path, "file": readings_file(), "binDir": bin_dir(), "tokenFile": UPLOADER_TOKEN,
-        "instances": INSTANCES,
+        "instances": INSTANCES, "connectPasswordFile": kafka.CONNECT_PASSWORD,
     }
     cmd = ["nix-instantiate", "--eval", "--strict", "--json", "-E", _EXPR]
     for name, value in args.items():

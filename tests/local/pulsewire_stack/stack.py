@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 from . import kafka, processes
 from .processes import pidfile, port_open, running_pid, stop, wait_exit
@@ -63,11 +65,24 @@ def up(services: bool = True, build: bool = True, retention_seconds: int | None 
                 wait_service(stage)
             log("services up: " + ", ".join(SERVICES))
         kafka.wait_connect()
+        write_ctl_targets()
     except BaseException:
         log("start-up failed; stopping what was started")
         down()
         raise
     log(f"stack up in {time.monotonic() - t0:.0f}s")
+
+
+def ctl_targets() -> Path:
+    """The stack's targets file for pulsewire-ctl (PULSEWIRE_CTL_TARGETS)."""
+    return STATE / "ctl-targets.json"
+
+
+def write_ctl_targets() -> Path:
+    """Writes the targets file the renderer gives (as nixos/ctl.nix installs the appliance's)."""
+    path = ctl_targets()
+    path.write_text(json.dumps(render()["ctlTargets"], indent=2) + "\n")
+    return path
 
 
 def render_ports(with_store: bool = True) -> list[int]:

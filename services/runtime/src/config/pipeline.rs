@@ -32,6 +32,7 @@ pub struct Pipeline {
     pub services: Services,
     pub influxdb: Influxdb,
     pub connect: Connect,
+    pub ctl: Ctl,
     pub kinds: BTreeMap<String, KindSpec>,
 }
 
@@ -66,6 +67,8 @@ pub struct Topics {
     pub stats: Topic,
     pub dlq: Topic,
     pub processor_state: Topic,
+    /// The markers of `pulsewire-ctl dlq replay` (compacted).
+    pub dlq_replayed: Topic,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +163,17 @@ impl Influxdb {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Connect {
     pub file: String,
+    pub rest_port: u16,
+    #[serde(deserialize_with = "de::name")]
+    pub connector_name: String,
+}
+
+/// `[ctl]`: the operator CLI's own settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Ctl {
+    /// The transactional.id of `dlq replay`.
+    #[serde(deserialize_with = "de::name")]
+    pub transactional_id: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

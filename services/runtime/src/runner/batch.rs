@@ -155,7 +155,7 @@ pub fn collect<S: Source>(
             Some(Err(err)) => {
                 // librdkafka reports transient broker trouble here and
                 // recovers by itself; it is not a reason to drop the batch.
-                metrics::counter!(m::ERRORS, "kind" => "consume").increment(1);
+                m::error("consume");
                 tracing::warn!(error = format!("{err:#}"), "consumer error");
             }
         }

@@ -107,7 +107,7 @@ impl Restore for KafkaRestore<'_> {
                     pending.remove(&p);
                 }
                 Some(Err(err)) => {
-                    metrics::counter!(m::ERRORS, "kind" => "restore").increment(1);
+                    m::error("restore");
                     tracing::warn!(%err, topic, "error while restoring");
                 }
             }

@@ -108,7 +108,7 @@ where
                 break;
             }
             Err(err) => {
-                metrics::counter!(m::ERRORS, "kind" => "session").increment(1);
+                m::error("session");
                 let wait = pause.next().unwrap_or(SESSION_PAUSE_MAX);
                 tracing::error!(
                     error = format!("{err:#}"),
@@ -173,7 +173,7 @@ where
             Err(err) => {
                 // A record the stage could not handle at all (not a bad
                 // line: those go to the DLQ). Start the batch over.
-                metrics::counter!(m::ERRORS, "kind" => "transform").increment(1);
+                m::error("transform");
                 tracing::error!(error = format!("{err:#}"), "batch failed; rewinding");
                 source.rewind()?;
                 reset(source, restore, transform)?;

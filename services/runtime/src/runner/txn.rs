@@ -102,7 +102,7 @@ where
 
     fn abort(&mut self) -> anyhow::Result<()> {
         metrics::counter!(m::TRANSACTIONS, "outcome" => "aborted").increment(1);
-        metrics::counter!(m::ERRORS, "kind" => "transaction").increment(1);
+        m::error("transaction");
         self.producer()?.abort().context("abort_transaction")
     }
 }
