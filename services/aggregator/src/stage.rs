@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use pulsewire_model::dlq::DlqRecord;
-use pulsewire_model::parse::Parser;
+use pulsewire_model::parse::{Parser, Rejection};
 use pulsewire_model::reading::Reading;
 use pulsewire_runtime::metrics as m;
 use pulsewire_runtime::runner::{Output, Record, Transform};
@@ -31,6 +31,9 @@ pub struct Aggregate {
 
 impl Aggregate {
     pub fn new(parser: Parser, readings_topic: String, dlq_topic: String) -> Self {
+        m::zero_by(m::RECORDS_OUT, "topic", &[&readings_topic]);
+        m::zero_by(m::REJECTED, "reason", Rejection::CODES);
+        m::zero(&[m::SKIPPED, m::DLQ]);
         Self {
             parser,
             readings_topic,

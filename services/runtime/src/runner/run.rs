@@ -88,6 +88,8 @@ where
     C: Commit<S>,
     T: Transform<Output = C::Output>,
 {
+    m::zero_by(m::RECORDS_IN, "topic", &[&spec.input_topic]);
+    m::zero_by(m::ERRORS, "kind", &["consume", "session", "transform"]);
     let mut pause = session_pauses();
     let mut ready = false;
     loop {
