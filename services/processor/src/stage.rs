@@ -113,6 +113,7 @@ impl Process {
             &["late", "conflict", "state_full", "bad_reading"],
         );
         m::zero_by(m::ERRORS, "kind", &["restore"]);
+        m::zero_histograms(&[m::RESTORE_SECONDS]);
         m::zero(&[m::DUPLICATES, m::DLQ]);
         metrics::gauge!(m::STATE_KEYS).set(0.0);
         Self {

@@ -6,7 +6,7 @@
 //! dashboard, the tests and the code agree on one spelling.
 //!
 //! Every counter a stage can move is published at 0 when the stage starts
-//! ([`zero`], [`zero_by`]), each label value included, so `rate()` and the
+//! ([`zero`], [`zero_by`], [`zero_histograms`]), each label value included, so `rate()` and the
 //! alerts see a series from the first scrape, not from the first bad line.
 //!
 //! Counters are only ever incremented after the work they count is durable
@@ -88,6 +88,15 @@ pub fn zero(names: &[&'static str]) {
 pub fn zero_by(name: &'static str, label: &'static str, values: &[&str]) {
     for value in values {
         metrics::counter!(name, label => value.to_string()).increment(0);
+    }
+}
+
+/// Publishes the histograms `names` with no observation yet (every bucket at
+/// 0), so their rates have a first sample before the first batch.
+pub fn zero_histograms(names: &[&'static str]) {
+    for name in names {
+        // Registering is enough: the exporter renders every registered histogram.
+        let _ = metrics::histogram!(*name);
     }
 }
 
