@@ -119,6 +119,29 @@ mod tests {
         Aggregate::new(parser, "readings".into(), "dlq".into())
     }
 
+    /// A rate() or an alert needs a series before the first bad line: every
+    /// counter the stage moves, each DLQ reason included, is there at 0.
+    #[test]
+    fn every_counter_is_published_at_zero_from_the_start() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || drop(stage()));
+        let page = handle.render();
+        let zeros: Vec<&str> = page.lines().filter(|l| l.ends_with(" 0")).collect();
+        for code in Rejection::CODES {
+            let line = format!("pulsewire_rejected_total{{reason=\"{code}\"}} 0");
+            assert!(zeros.contains(&line.as_str()), "{line} missing in:\n{page}");
+        }
+        for line in [
+            "pulsewire_records_out_total{topic=\"readings\"} 0",
+            "pulsewire_dlq_total 0",
+            "pulsewire_skipped_total 0",
+        ] {
+            assert!(zeros.contains(&line), "{line} missing in:\n{page}");
+        }
+        assert_eq!(zeros.len(), Rejection::CODES.len() + 3, "{page}");
+    }
+
     /// The output of one record read at `topic/partition/offset`, if any.
     fn route(
         s: &mut Aggregate,
