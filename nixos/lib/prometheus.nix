@@ -69,8 +69,9 @@ rec {
   scrapedBrokers =
     if brokerIds == null then l.brokers else builtins.filter (b: builtins.elem b.id brokerIds) l.brokers;
 
+  # Each host scrapes the agents of its own brokers, which listen on loopback.
   brokerTargets = map (b: {
-    targets = [ "${b.host}:${toString (brokerJmxPort b.id)}" ];
+    targets = [ "127.0.0.1:${toString (brokerJmxPort b.id)}" ];
     labels = {
       broker = toString b.id;
       unit = "pulsewire-kafka-${toString b.id}";

@@ -107,6 +107,22 @@ h.run [
     ]
     && targetsOf appliance "kafka-connect" == [ "127.0.0.1:9310" ]
   ))
+  (check "a host of a cluster spread over hosts scrapes its own broker's agent, on loopback" (
+    let
+      split = eval {
+        services.pulsewire.kafka.brokers = map (id: {
+          inherit id;
+          host = "10.0.0.${toString id}";
+          port = 9092;
+          controllerPort = 9093;
+        }) [ 1 2 3 ];
+        services.pulsewire.kafka.localBrokers = [ 2 ];
+      };
+    in
+    targetsOf split "kafka-brokers" == [ "127.0.0.1:9312" ]
+    && contains "=127.0.0.1:9312:" split.systemd.services.pulsewire-kafka-2.environment.KAFKA_JMX_OPTS
+    && !(split.systemd.services ? pulsewire-kafka-1)
+  ))
   (check "the agent runs in every broker and in Connect: the Maven Central jar by its hash, the rules file, loopback" (
     builtins.all (
       id:
