@@ -9,6 +9,7 @@
     ./pipeline.nix
     ./influxdb.nix
     ./grafana.nix
+    ./prometheus.nix
     ./secrets.nix
     ./ctl.nix
   ];

@@ -24,6 +24,12 @@ let
     };
     secureJsonData.token = "$__file{${credentials}/influx-token}";
   };
+  # The health view (prometheus.nix): the pipeline dashboard and the alert
+  # rules read it. timeInterval lets $__rate_interval cover 4 scrapes.
+  prometheusDatasource = lib.recursiveUpdate (lib.importJSON ../provisioning/grafana/prometheus-datasource.json) {
+    url = "http://127.0.0.1:${toString cfg.prometheus.port}";
+    jsonData.timeInterval = cfg.prometheus.scrapeInterval;
+  };
 in
 {
   config = lib.mkIf gcfg.enable {
@@ -51,7 +57,7 @@ in
         enable = true;
         datasources.settings = {
           apiVersion = 1;
-          datasources = [ datasource ];
+          datasources = [ datasource ] ++ lib.optional cfg.prometheus.enable prometheusDatasource;
         };
         dashboards.settings = {
           apiVersion = 1;

@@ -329,6 +329,62 @@ in
 
     ctl.enable = componentEnable "Whether to put the operator CLI `pulsewire-ctl` (status per hop, the DLQ: list, show, replay) on the PATH, with its targets file /etc/pulsewire/ctl-targets.json. It reads Connect's REST password from its secret file, so `status` shows Connect's state when run as root.";
 
+    prometheus =
+      let
+        alertDefaults = (import ./lib/prometheus.nix { pulsewire = defaults; }).alertDefaults;
+        duration =
+          what: default:
+          mkOption {
+            type = types.strMatching "[0-9]+(ms|s|m|h|d|w|y)";
+            inherit default;
+            description = "How long ${what} must hold before its alert fires (a Prometheus duration).";
+          };
+        threshold =
+          what: default:
+          mkOption {
+            type = types.ints.unsigned;
+            inherit default;
+            description = "Threshold of ${what}.";
+          };
+      in
+      {
+        enable = componentEnable "Whether to run Prometheus scraping the stages, the brokers' and Connect's JMX exporter agents, with the pipeline's alert rules (shown in Grafana).";
+        listenAddress = listenAddress "Prometheus";
+        port = httpPort "Prometheus" p.prometheus.port;
+        retentionTime = mkOption {
+          type = types.str;
+          default = "30d";
+          description = "How long Prometheus keeps samples (--storage.tsdb.retention.time).";
+        };
+        scrapeInterval = mkOption {
+          type = types.strMatching "[0-9]+(ms|s|m|h)";
+          default = "15s";
+          description = "How often every target is scraped and the rules evaluated.";
+        };
+        rateWindow = mkOption {
+          type = types.strMatching "[0-9]+(s|m|h)";
+          default = "5m";
+          description = "The window of every rate() in the alert rules; at least 4 scrape intervals.";
+        };
+        alerts = {
+          stageDown.for = duration "a stage not answering on /metrics" alertDefaults.stageDown.for;
+          brokerDown.for = duration "a broker's agent not answering" alertDefaults.brokerDown.for;
+          connectorTaskNotRunning.for = duration "the file connector's task not running" alertDefaults.connectorTaskNotRunning.for;
+          underReplicated = {
+            for = duration "under-replicated partitions" alertDefaults.underReplicated.for;
+            threshold = threshold "under-replicated partitions per broker (fires above it)" alertDefaults.underReplicated.threshold;
+          };
+          lagGrowing = {
+            for = duration "a group's lag above the threshold and not shrinking" alertDefaults.lagGrowing.for;
+            threshold = threshold "a consumer group's lag in records (fires above it)" alertDefaults.lagGrowing.threshold;
+          };
+          dlqRate = {
+            for = duration "the dead-letter rate above the threshold" alertDefaults.dlqRate.for;
+            threshold = threshold "records per second into the DLQ, per reason (fires above it)" alertDefaults.dlqRate.threshold;
+          };
+        };
+      };
+
     secrets = {
       directory = mkOption {
         type = types.str;

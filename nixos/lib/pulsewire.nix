@@ -42,7 +42,15 @@ rec {
         influxdb = shift declared.influxdb "port";
         grafana = shift declared.grafana "port";
         services = builtins.mapAttrs (_: s: shift s "metrics_port") declared.services;
-      };
+      }
+      // (
+        if declared ? prometheus then
+          {
+            prometheus = shift (shift (shift declared.prometheus "port") "connect_jmx_port") "broker_jmx_port_base";
+          }
+        else
+          { }
+      );
 
   kafka = pipeline.kafka;
 

@@ -15,6 +15,9 @@ let
   );
   dashboard = builtins.fromJSON (builtins.readFile (dashboardDir + "/pulsewire-heartrate.json"));
   history = builtins.fromJSON (builtins.readFile (dashboardDir + "/pulsewire-history.json"));
+  health = builtins.fromJSON (builtins.readFile (dashboardDir + "/pulsewire-pipeline.json"));
+  healthTargets = builtins.concatLists (map (p: p.targets) health.panels);
+  promDatasource = builtins.fromJSON (builtins.readFile ../../provisioning/grafana/prometheus-datasource.json);
   historyPanels = builtins.filter (p: p.type != "row") history.panels;
   historyQueries = map (p: (builtins.head p.targets).query) historyPanels ++ map (v: v.query) history.templating.list;
   linksTo = board: uid: builtins.any (l: l.url == "/d/${uid}") board.links;
@@ -32,13 +35,42 @@ h.run [
   (check "datasource: no secret, org or bucket written here (Nix fills them in)" (
     !(datasource ? secureJsonData) && !(datasource.jsonData ? organization) && !(datasource.jsonData ? defaultBucket)
   ))
-  (check "two dashboard files, with stable uids" (
+  (check "three dashboard files, with stable uids" (
     dashboardFiles == [
       "pulsewire-heartrate.json"
       "pulsewire-history.json"
+      "pulsewire-pipeline.json"
     ]
     && dashboard.uid == "pulsewire-heartrate"
     && history.uid == "pulsewire-history"
+    && health.uid == "pulsewire-pipeline"
+    && health.title == "Pulsewire — pipeline"
+  ))
+  (check "the heart-rate and pipeline dashboards link to each other" (
+    linksTo dashboard health.uid && linksTo health dashboard.uid
+  ))
+  (check "pipeline: every panel and query reads the Prometheus datasource, rates over $__rate_interval" (
+    promDatasource.type == "prometheus"
+    && promDatasource.uid == "pulsewire-prometheus"
+    && builtins.all (p: p.datasource.uid == promDatasource.uid) health.panels
+    && builtins.all (t: t.datasource.uid == promDatasource.uid && t.expr != "") healthTargets
+    && builtins.all (t: !(contains "rate\\(" t.expr) || contains "\\[\\$__rate_interval]" t.expr) healthTargets
+  ))
+  (check "pipeline: hops, lag, DLQ, commit and processing times, state, restore, brokers, replicas, connector, stages" (
+    map (p: p.title) health.panels == [
+      "Records/s into and out of every hop"
+      "Consumer lag per group"
+      "DLQ records/s by reason"
+      "Commit time p99"
+      "Processing time p50 / p99"
+      "Records/s into Kafka by topic"
+      "State keys"
+      "Restore time"
+      "Brokers up"
+      "Under-replicated partitions"
+      "Connector tasks running"
+      "Stages up"
+    ]
   ))
   (check "the heart-rate and history dashboards link to each other" (
     linksTo dashboard history.uid && linksTo history dashboard.uid

@@ -9,6 +9,8 @@
 #   - with one broker stopped, appended lines (and a malformed one) still flow
 #     through and nothing is lost or counted twice;
 #   - the uploader and Grafana start only once InfluxDB accepts their tokens;
+#   - Prometheus has every target up (stages, brokers' and Connect's JMX agents),
+#     the alert rules and the pipeline dashboard are provisioned;
 #   - every Pulsewire unit rates "OK" or better in `systemd-analyze security`
 #     (the level compared as a level: ./security.py).
 #
@@ -340,6 +342,41 @@ in
         appliance.succeed(
             f"curl -sSf {auth} http://127.0.0.1:3000/api/dashboards/uid/pulsewire-history"
             " | jq -e '.dashboard.links[0].url == \"/d/pulsewire-heartrate\"'"
+        )
+
+    with subtest("health: Prometheus has every target up, the alert rules and the pipeline dashboard are provisioned"):
+        prom = "http://127.0.0.1:${toString pipeline.prometheus.port}"
+        # Four stages, three brokers' and Connect's JMX exporter agents.
+        appliance.wait_until_succeeds(
+            f"curl -sSf {prom}/api/v1/targets | jq -e '[.data.activeTargets[] | select(.health == \"up\")] | length == 8'",
+            timeout=180,
+        )
+        appliance.succeed(
+            f"curl -sSf {prom}/api/v1/rules | jq -e '[.data.groups[].rules[].name] | sort == "
+            "[\"PulsewireBrokerDown\", \"PulsewireConnectorTaskNotRunning\", \"PulsewireDlqRate\", "
+            "\"PulsewireLagGrowing\", \"PulsewireStageDown\", \"PulsewireUnderReplicatedPartitions\"]'"
+        )
+        appliance.succeed(
+            f"curl -sSf {prom}/api/v1/query --data-urlencode 'query=sum(up{{job=\"kafka-brokers\"}})'"
+            " | jq -e '.data.result[0].value[1] == \"3\"'"
+        )
+        appliance.wait_until_succeeds(
+            f"curl -sSf {prom}/api/v1/query --data-urlencode 'query=kafka_connect_task_status{{status=\"running\"}}'"
+            " | jq -e '.data.result | length == 1'",
+            timeout=120,
+        )
+        appliance.succeed(
+            f"curl -sSf {auth} http://127.0.0.1:3000/api/dashboards/uid/pulsewire-pipeline"
+            " | jq -e '.dashboard.links[0].url == \"/d/pulsewire-heartrate\"'"
+        )
+        appliance.succeed(
+            f"curl -sSf {auth} http://127.0.0.1:3000/api/datasources/uid/pulsewire-prometheus/health"
+            " | jq -e '.status == \"OK\"'"
+        )
+        # Grafana shows the rules through the datasource (its Prometheus rules API proxy).
+        appliance.succeed(
+            f"curl -sSf {auth} http://127.0.0.1:3000/api/prometheus/pulsewire-prometheus/api/v1/rules"
+            " | jq -e '[.data.groups[].rules[]] | length == 6'"
         )
 
     with subtest("every Pulsewire unit logs to the journal"):

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use pulsewire_model::dlq::DlqRecord;
-use pulsewire_model::parse::Parser;
+use pulsewire_model::parse::{Parser, Rejection};
 use pulsewire_model::reading::Reading;
 use pulsewire_runtime::metrics as m;
 use pulsewire_runtime::runner::{Output, Record, Transform};
@@ -31,6 +31,9 @@ pub struct Aggregate {
 
 impl Aggregate {
     pub fn new(parser: Parser, readings_topic: String, dlq_topic: String) -> Self {
+        m::zero_by(m::RECORDS_OUT, "topic", &[&readings_topic]);
+        m::zero_by(m::REJECTED, "reason", Rejection::CODES);
+        m::zero(&[m::SKIPPED, m::DLQ]);
         Self {
             parser,
             readings_topic,
@@ -114,6 +117,29 @@ mod tests {
     fn stage() -> Aggregate {
         let parser = Parser::new(vec![KindRule::new("heart_rate", 30, 250)]);
         Aggregate::new(parser, "readings".into(), "dlq".into())
+    }
+
+    /// A rate() or an alert needs a series before the first bad line: every
+    /// counter the stage moves, each DLQ reason included, is there at 0.
+    #[test]
+    fn every_counter_is_published_at_zero_from_the_start() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || drop(stage()));
+        let page = handle.render();
+        let zeros: Vec<&str> = page.lines().filter(|l| l.ends_with(" 0")).collect();
+        for code in Rejection::CODES {
+            let line = format!("pulsewire_rejected_total{{reason=\"{code}\"}} 0");
+            assert!(zeros.contains(&line.as_str()), "{line} missing in:\n{page}");
+        }
+        for line in [
+            "pulsewire_records_out_total{topic=\"readings\"} 0",
+            "pulsewire_dlq_total 0",
+            "pulsewire_skipped_total 0",
+        ] {
+            assert!(zeros.contains(&line), "{line} missing in:\n{page}");
+        }
+        assert_eq!(zeros.len(), Rejection::CODES.len() + 3, "{page}");
     }
 
     /// The output of one record read at `topic/partition/offset`, if any.

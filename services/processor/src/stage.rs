@@ -106,6 +106,16 @@ impl Process {
     /// A stage remembering `dedup_window` event times per (sensor, kind), for
     /// at most `max_states` of them (pipeline.toml's `[services.processor]`).
     pub fn new(topics: Topics, dedup_window: usize, max_states: usize) -> Self {
+        m::zero_by(m::RECORDS_OUT, "topic", &[&topics.stats]);
+        m::zero_by(
+            m::REJECTED,
+            "reason",
+            &["late", "conflict", "state_full", "bad_reading"],
+        );
+        m::zero_by(m::ERRORS, "kind", &["restore"]);
+        m::zero_histograms(&[m::RESTORE_SECONDS]);
+        m::zero(&[m::DUPLICATES, m::DLQ]);
+        metrics::gauge!(m::STATE_KEYS).set(0.0);
         Self {
             table: StateTable::new(dedup_window).with_max_states(max_states),
             dirty: Dirty::default(),

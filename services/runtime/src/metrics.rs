@@ -5,6 +5,10 @@
 //! `job`/`instance` says which stage it is. Names are constants here so the
 //! dashboard, the tests and the code agree on one spelling.
 //!
+//! Every counter a stage can move is published at 0 when the stage starts
+//! ([`zero`], [`zero_by`], [`zero_histograms`]), each label value included, so `rate()` and the
+//! alerts see a series from the first scrape, not from the first bad line.
+//!
 //! Counters are only ever incremented after the work they count is durable
 //! (a committed transaction, an acknowledged InfluxDB write), so on a restart
 //! the totals of all incarnations add up to the records that really went
@@ -45,6 +49,9 @@ pub const PROCESSING_SECONDS: &str = "pulsewire_processing_seconds";
 pub const RESTORE_SECONDS: &str = "pulsewire_state_restore_seconds";
 /// (sensor, kind) states held by the processor.
 pub const STATE_KEYS: &str = "pulsewire_state_keys";
+/// Records of a partition the group has not consumed yet, by `group`,
+/// `topic` and `partition` (see [`crate::runner::lag`]).
+pub const CONSUMER_LAG: &str = "pulsewire_consumer_lag";
 /// Lines written by the simulator.
 pub const LINES_WRITTEN: &str = "pulsewire_lines_written_total";
 
@@ -80,6 +87,29 @@ pub fn error(kind: &'static str) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64());
     metrics::gauge!(LAST_ERROR_SECONDS, "kind" => kind).set(now);
+}
+
+/// Publishes the counters `names` (no labels) at 0.
+pub fn zero(names: &[&'static str]) {
+    for name in names {
+        metrics::counter!(*name).increment(0);
+    }
+}
+
+/// Publishes the counter `name` at 0 for every `label` value of `values`.
+pub fn zero_by(name: &'static str, label: &'static str, values: &[&str]) {
+    for value in values {
+        metrics::counter!(name, label => value.to_string()).increment(0);
+    }
+}
+
+/// Publishes the histograms `names` with no observation yet (every bucket at
+/// 0), so their rates have a first sample before the first batch.
+pub fn zero_histograms(names: &[&'static str]) {
+    for name in names {
+        // Registering is enough: the exporter renders every registered histogram.
+        let _ = metrics::histogram!(*name);
+    }
 }
 
 fn describe() {
@@ -120,5 +150,9 @@ fn describe() {
         "Time to restore state from the changelog."
     );
     describe_gauge!(STATE_KEYS, "(sensor, kind) states held by the processor.");
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Records of a partition not yet consumed by the group (last stable offset minus position)."
+    );
     describe_counter!(LINES_WRITTEN, "Lines written by the simulator.");
 }

@@ -272,6 +272,10 @@ pub async fn run(
         shutdown: shutdown.clone(),
         notifier: &notifier,
     };
+    m::zero_by(m::RECORDS_OUT, "topic", &["influxdb"]);
+    m::zero_by(m::REJECTED, "reason", &["influx_refused"]);
+    m::zero_by(m::ERRORS, "kind", &["commit", "influx_write"]);
+    m::zero(&[m::DLQ]);
     // The runner is synchronous (librdkafka's calls block); the writes to
     // InfluxDB run on the runtime, from this thread.
     tokio::task::block_in_place(|| {

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .influx import read_secret, secret_file
 from .processes import http, log_contains, log_size, running_pid, start, wait_for
+from . import monitoring
 from .render import render
 from .settings import CACHE, LOGS, PIPELINE, REPO, SECRETS, STATE, StackError, log, readings_file
 
@@ -173,7 +174,9 @@ def start_broker(dist: KafkaDist, broker_id: int, wait: bool = True) -> None:
         kafka_tool(dist, "kafka.tools.StorageTool", "format", "--cluster-id", r["clusterId"],
                    "--config", str(props), "--ignore-formatted")
     since = log_size(name)
-    start(name, java_cmd(dist, PIPELINE["kafka"]["heap"], "kafka.Kafka", str(props)))
+    # The JMX exporter agent, as the broker's unit loads it (nixos/prometheus.nix).
+    start(name, java_cmd(dist, PIPELINE["kafka"]["heap"], "kafka.Kafka", str(props),
+                         opts=monitoring.broker_jvm_options(broker_id)))
     if wait:
         wait_broker(name, since)
 
@@ -254,7 +257,8 @@ def start_connect(dist: KafkaDist, wait: bool = True) -> None:
     readings_file().touch()
     start("connect", java_cmd(dist, PIPELINE["connect"]["heap"],
                               "org.apache.kafka.connect.cli.ConnectDistributed", str(props),
-                              opts=(f"-Djava.security.auth.login.config={jaas}",)))
+                              opts=(f"-Djava.security.auth.login.config={jaas}",
+                                    *monitoring.connect_jvm_options())))
     if wait:
         wait_connect()
 

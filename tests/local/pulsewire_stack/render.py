@@ -13,13 +13,28 @@ import shutil
 import subprocess
 
 from .influx import token_path
-from .settings import (CACHE, PIPELINE_FILE, PORT_OFFSET, RENDERER, REPO, SECRETS, STATE, StackError, bin_dir,
-                       readings_file)
+from .settings import (CACHE, PIPELINE_FILE, PORT_OFFSET, PROM_RENDERER, RENDERER, REPO, SECRETS, STATE, StackError,
+                       bin_dir, readings_file)
 
 _EXPR = r"""
-{ renderer, pipelineFile, portOffset, stateDir, pluginPath, file, binDir, tokenFile, instances, connectPasswordFile }:
+{ renderer, promRenderer, pipelineFile, portOffset, stateDir, cacheDir, pluginPath, file, binDir, tokenFile, instances, connectPasswordFile }:
 let
   l = import (/. + renderer) { pipelineFile = /. + pipelineFile; portOffset = builtins.fromJSON portOffset; };
+  # The health view as the appliance renders it (nixos/prometheus.nix), with the stack's
+  # short scrape interval and rate window, and alerts that fire at once (the e2e suite
+  # makes them fire); the DLQ alert at any rate above 0.
+  p = import (/. + promRenderer) {
+    pulsewire = l;
+    # `up` starts no simulator: the tests append to the file themselves.
+    simulator = false;
+    scrapeInterval = "2s";
+    rateWindow = "30s";
+    alerts = builtins.mapAttrs (_: a: a // { for = "0s"; }) (
+      (import (/. + promRenderer) { pulsewire = l; }).alertDefaults // { dlqRate.threshold = 0; }
+    );
+  };
+  jmxJar = "${cacheDir}/jmx_prometheus_javaagent-${p.jmxExporter.version}.jar";
+  jmxRules = "${builtins.dirOf pipelineFile}/prometheus/kafka-jmx.yml";
   usersFile = "${stateDir}/connect-rest-users.properties";
 in {
   inherit (l) bootstrapServers clusterId connectorName topics influxdb;
@@ -29,6 +44,19 @@ in {
       logDir = "${stateDir}/kafka-${toString b.id}";
     });
   }) l.brokers;
+  monitoring = {
+    inherit (p) jmxExporter rules alertRules rateWindow;
+    inherit jmxJar;
+    port = l.pipeline.prometheus.port;
+    config = p.config { ruleFiles = [ "${stateDir}/prometheus/rules.yml" ]; };
+    connectJmxPort = p.connectJmxPort;
+    connectJmxOption = p.jmxAgentOption { jar = jmxJar; rules = jmxRules; port = p.connectJmxPort; };
+    brokers = map (b: {
+      inherit (b) id;
+      jmxPort = p.brokerJmxPort b.id;
+      jmxOption = p.jmxAgentOption { jar = jmxJar; rules = jmxRules; port = p.brokerJmxPort b.id; };
+    }) l.brokers;
+  };
   topicCreateArgs = map l.topicCreateArgs l.topics;
   topicAlterArgs = map l.topicAlterArgs l.topics;
   # The operator CLI's targets file (nixos/ctl.nix installs the appliance's): one
@@ -96,7 +124,7 @@ def render(fresh: bool = False) -> dict:
     if shutil.which("nix-instantiate") is None:
         raise StackError("nix-instantiate not found: install Debian's nix-bin (apt-get install nix-bin)")
     args = {
-        "renderer": RENDERER, "pipelineFile": PIPELINE_FILE, "portOffset": PORT_OFFSET, "stateDir": STATE,
+        "renderer": RENDERER, "promRenderer": PROM_RENDERER, "cacheDir": CACHE, "pipelineFile": PIPELINE_FILE, "portOffset": PORT_OFFSET, "stateDir": STATE,
         "pluginPath": plugin_path, "file": readings_file(), "binDir": bin_dir(), "tokenFile": UPLOADER_TOKEN,
         "instances": INSTANCES, "connectPasswordFile": kafka.CONNECT_PASSWORD,
     }

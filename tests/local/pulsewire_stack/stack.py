@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from . import kafka, processes
+from . import kafka, monitoring, processes
 from .processes import pidfile, port_open, running_pid, stop, wait_exit
 from .render import render
 from .services import SERVICES, build_services, metrics_port, start_service, stop_timeout, wait_service
@@ -17,7 +17,7 @@ from .settings import LOGS, STATE, StackError, log
 from .store import start_store, start_store_wait
 
 # The infrastructure the stack runs besides the services.
-INFRA = ("broker-1", "broker-2", "broker-3", "store", "connect", "connect-watch")
+INFRA = ("broker-1", "broker-2", "broker-3", "store", "connect", "connect-watch", "prometheus")
 
 
 def running_components() -> list[str]:
@@ -66,6 +66,7 @@ def up(services: bool = True, build: bool = True, retention_seconds: int | None 
             log("services up: " + ", ".join(SERVICES))
         kafka.wait_connect()
         write_ctl_targets()
+        monitoring.start_prometheus()
     except BaseException:
         log("start-up failed; stopping what was started")
         down()
@@ -90,13 +91,13 @@ def render_ports(with_store: bool = True) -> list[int]:
     ports = [p for b in r["brokers"] for p in (b["port"], b["controllerPort"])]
     ports += [r["restPort"]] + ([r["influxdb"]["port"]] if with_store else [])
     ports += [c["metricsPort"] for s in SERVICES for c in r["instances"].get(s, [render()["services"][s]])]
-    return ports
+    return ports + monitoring.ports()
 
 
 BROKER_STOP_TIMEOUT = 15
 
 
-STOP_ORDER = ("simulator", "connect-watch", "connect", "uploader", "processor", "aggregator", "store")
+STOP_ORDER = ("prometheus", "simulator", "connect-watch", "connect", "uploader", "processor", "aggregator", "store")
 
 
 def wipe(keep: tuple[str, ...] = ()) -> None:

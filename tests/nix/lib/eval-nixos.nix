@@ -19,6 +19,7 @@ let
     ./upstream/virtualisation.nix
     ./upstream/influxdb2.nix
     ./upstream/grafana.nix
+    ./upstream/prometheus.nix
   ];
 
   # What nixpkgs' lib.nixosSystem gives: the evaluated configuration (config, options, ...).

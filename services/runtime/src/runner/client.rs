@@ -18,6 +18,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{
     BaseRecord, DefaultProducerContext, FutureProducer, Producer, ProducerContext, ThreadedProducer,
 };
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -155,7 +156,7 @@ impl ClientConfigs {
     pub fn group_consumer(&self, group_id: &str, topic: &str) -> anyhow::Result<KafkaSource> {
         let consumer: BaseConsumer<StageContext> = self
             .group_config(group_id)
-            .create_with_context(StageContext::default())
+            .create_with_context(StageContext::with_lag(group_id, topic))
             .context("creating the consumer")?;
         consumer
             .subscribe(&[topic])
@@ -183,7 +184,9 @@ impl ClientConfigs {
                 // Eager: a revocation takes the whole assignment, and
                 // rebalance callbacks only run inside `poll`, which is never
                 // called while a transaction is open.
-                .set("partition.assignment.strategy", "range");
+                .set("partition.assignment.strategy", "range")
+                // The lag gauge (`lag`): computed from these, once a second.
+                .set("statistics.interval.ms", "1000");
             bound_consumer_memory(config);
         })
     }
@@ -244,14 +247,25 @@ pub fn topic_partitions<C: ConsumerContext>(
 }
 
 /// Consumer context that records every rebalance, so the runner can tell
-/// that the assignment changed under a batch it was collecting.
+/// that the assignment changed under a batch it was collecting, and, for a
+/// group consumer, publishes its lag from librdkafka's statistics.
 #[derive(Debug, Default)]
 pub struct StageContext {
     generation: AtomicU64,
     assignment: Mutex<Vec<(String, i32)>>,
+    /// `(group, topic)` whose lag the statistics publish.
+    lag: Option<(String, String)>,
 }
 
 impl StageContext {
+    /// The context of `group`'s consumer of `topic`.
+    pub fn with_lag(group: &str, topic: &str) -> Self {
+        Self {
+            lag: Some((group.to_string(), topic.to_string())),
+            ..Self::default()
+        }
+    }
+
     fn assigned(&self, topic: &str) -> Vec<i32> {
         let assignment = self.assignment.lock().unwrap_or_else(|e| e.into_inner());
         let mut partitions: Vec<i32> = assignment
@@ -265,6 +279,31 @@ impl StageContext {
 }
 
 impl ClientContext for StageContext {
+    /// Once a second (`statistics.interval.ms`): the lag of every partition.
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Some((group, topic)) = &self.lag else {
+            return;
+        };
+        // The whole document, for whoever needs more than the lag.
+        tracing::trace!(target: "pulsewire_runtime::lag", statistics = %String::from_utf8_lossy(statistics));
+        let stats: Statistics = match serde_json::from_slice(statistics) {
+            Ok(stats) => stats,
+            Err(err) => {
+                tracing::warn!(%err, "librdkafka statistics not readable");
+                return;
+            }
+        };
+        for (partition, lag) in super::lag::partition_lags(&stats, topic) {
+            metrics::gauge!(
+                crate::metrics::CONSUMER_LAG,
+                "group" => group.clone(),
+                "topic" => topic.clone(),
+                "partition" => partition.to_string()
+            )
+            .set(lag as f64);
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         match error {
             // The restore consumer asks for end-of-partition events; they

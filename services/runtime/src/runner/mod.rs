@@ -12,6 +12,7 @@
 //!   once) and the rdkafka implementations of the two traits below;
 //! - [`batch`]: batch limits, offsets, collecting a batch;
 //! - [`txn`]: the transactional commit, abort and rewind;
+//! - [`lag`]: the consumer's lag per partition, from librdkafka's statistics;
 //! - [`restore`]: reading a changelog back into a stage;
 //! - [`run`]: the session state machine and its supervisor;
 //! - [`serve`]: a transactional stage's binary, started and run.
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 pub mod batch;
 pub mod client;
+pub mod lag;
 pub mod restore;
 pub mod run;
 pub mod serve;

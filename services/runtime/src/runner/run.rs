@@ -88,6 +88,13 @@ where
     C: Commit<S>,
     T: Transform<Output = C::Output>,
 {
+    m::zero_by(m::RECORDS_IN, "topic", &[&spec.input_topic]);
+    m::zero_by(m::ERRORS, "kind", &["consume", "session", "transform"]);
+    m::zero_histograms(&[
+        m::BATCH_WRITE_SECONDS,
+        m::BATCH_RECORDS,
+        m::PROCESSING_SECONDS,
+    ]);
     let mut pause = session_pauses();
     let mut ready = false;
     loop {

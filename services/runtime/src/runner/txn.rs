@@ -37,6 +37,9 @@ pub struct Transactional<'n, P, F> {
 
 impl<'n, P: TxnProducer, F: FnMut() -> anyhow::Result<P>> Transactional<'n, P, F> {
     pub fn new(connect: F, notifier: &'n Notifier) -> Self {
+        use crate::metrics as m;
+        m::zero_by(m::TRANSACTIONS, "outcome", &["committed", "aborted"]);
+        m::zero_by(m::ERRORS, "kind", &["transaction"]);
         Self {
             connect,
             producer: None,
