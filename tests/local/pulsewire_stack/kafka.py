@@ -19,6 +19,7 @@ from .influx import read_secret, secret_file
 from .processes import http, log_contains, log_size, running_pid, start, wait_for
 from .render import render
 from .settings import CACHE, LOGS, PIPELINE, REPO, SECRETS, STATE, StackError, log, readings_file
+from . import tls
 
 # Same version as nixpkgs' apacheKafka, which the appliance runs.
 KAFKA_VERSION = "4.3.1"
@@ -193,10 +194,23 @@ def create_topics(dist: KafkaDist) -> None:
     _tool_per_topic(dist, "kafka.admin.ConfigCommand", r["topicAlterArgs"], "applying topic configs")
 
 
+def admin_config() -> list[str]:
+    """The tools' `--command-config` with the admin's client properties on a stack brought up
+    with --secure-kafka (as the appliance's units pass it), else nothing."""
+    r = render()
+    return ["--command-config", str(tls.client_properties("admin", r))] if r["secure"] else []
+
+
+def apply_acls(dist: KafkaDist) -> None:
+    """Every principal's ACLs from the renderer (AclCommand --add, idempotent), as the
+    appliance's pulsewire-kafka-acls unit applies them: one JVM per ACL, all at once."""
+    _tool_per_topic(dist, "org.apache.kafka.tools.AclCommand", render()["aclArgs"], "applying the ACLs")
+
+
 def _tool_per_topic(dist: KafkaDist, main: str, argsets: list[list[str]], what: str) -> None:
     procs = []
     for args in argsets:
-        cmd = java_cmd(dist, "256m", main, "--bootstrap-server", render()["bootstrapServers"], *args,
+        cmd = java_cmd(dist, "256m", main, "--bootstrap-server", render()["bootstrapServers"], *admin_config(), *args,
                        opts=("-XX:TieredStopAtLevel=1",), tool=True)
         procs.append((args, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
     errors = []
@@ -211,7 +225,7 @@ def _tool_per_topic(dist: KafkaDist, main: str, argsets: list[list[str]], what: 
 def topic_configs(dist: KafkaDist, topic: str) -> dict[str, str]:
     """The configs set on `topic` itself (not the broker defaults), by `kafka-configs --describe`."""
     res = kafka_tool(dist, "kafka.admin.ConfigCommand", "--bootstrap-server", render()["bootstrapServers"],
-                     "--entity-type", "topics", "--entity-name", topic, "--describe")
+                     *admin_config(), "--entity-type", "topics", "--entity-name", topic, "--describe")
     configs = {}
     for line in res.stdout.splitlines():
         line = line.strip()
@@ -313,7 +327,7 @@ def read_topic(dist: KafkaDist, topic: str, idle_ms: int = 8000) -> list[str]:
     """Every committed record value of `topic`, from the beginning (read_committed: what a
     transactional consumer would see). Returns once no record arrived for `idle_ms`."""
     res = kafka_tool(dist, "org.apache.kafka.tools.consumer.ConsoleConsumer",
-                     "--bootstrap-server", render()["bootstrapServers"], "--topic", topic,
+                     "--bootstrap-server", render()["bootstrapServers"], *admin_config(), "--topic", topic,
                      "--from-beginning", "--isolation-level", "read_committed",
                      "--timeout-ms", str(idle_ms), check=False, timeout=idle_ms / 1000 + 120)
     return [line for line in res.stdout.split("\n") if line]
@@ -324,7 +338,7 @@ def group_lags(dist: KafkaDist) -> dict[str, int | None]:
     its whole log. (With transactions, each partition that had data keeps a lag of 1:
     the commit marker after the last record is never consumed as a record.)"""
     res = kafka_tool(dist, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-                     "--bootstrap-server", render()["bootstrapServers"], "--describe", "--all-groups",
+                     "--bootstrap-server", render()["bootstrapServers"], *admin_config(), "--describe", "--all-groups",
                      check=False)
     lags: dict[str, int | None] = {}
     for line in res.stdout.splitlines():

@@ -17,6 +17,7 @@ LOCAL_DIR = Path(__file__).resolve().parent.parent
 REPO = LOCAL_DIR.parent.parent
 PIPELINE_FILE = REPO / "provisioning" / "pipeline.toml"
 RENDERER = REPO / "nixos" / "lib" / "pulsewire.nix"
+SECURITY_RENDERER = REPO / "nixos" / "lib" / "kafka-security.nix"
 CACHE = Path(os.environ.get("PULSEWIRE_LOCAL_CACHE", LOCAL_DIR / ".cache"))
 STATE = Path(os.environ.get("PULSEWIRE_LOCAL_STATE", LOCAL_DIR / ".state"))
 LOGS = STATE / "logs"
