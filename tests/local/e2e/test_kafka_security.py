@@ -54,7 +54,10 @@ def tls_handshake(port: int, cert: Path | None = None, key: Path | None = None) 
            "-verify_return_error", "-ign_eof", "-brief"]
     if cert:
         cmd += ["-cert", str(cert), "-key", str(key)]
-    res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    try:
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "the connection stayed open for 30 s: the listener let the client in"
     return res.stdout + res.stderr
 
 
