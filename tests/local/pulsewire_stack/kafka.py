@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from .influx import read_secret, secret_file
@@ -201,25 +202,49 @@ def admin_config() -> list[str]:
     return ["--command-config", str(tls.client_properties("admin", r))] if r["secure"] else []
 
 
-def apply_acls(dist: KafkaDist) -> None:
+def apply_acls(dist: KafkaDist, timeout: float = 300) -> None:
     """Every principal's ACLs from the renderer (AclCommand --add, idempotent), as the
-    appliance's pulsewire-kafka-acls unit applies them: one JVM per ACL, all at once."""
-    _tool_per_topic(dist, "org.apache.kafka.tools.AclCommand", render()["aclArgs"], "applying the ACLs")
+    appliance's pulsewire-kafka-acls unit applies them: one JVM per ACL, a few at once, and,
+    as the unit does, again until the brokers take them (right after start-up the
+    controller may not answer yet)."""
+    pending = render()["aclArgs"]
+    deadline = time.monotonic() + timeout
+    while True:
+        failed = _run_per_args(dist, "org.apache.kafka.tools.AclCommand", pending, parallel=4)
+        if not failed:
+            return
+        if time.monotonic() > deadline:
+            raise StackError("applying the ACLs failed:\n" + "\n".join(failed.values()))
+        log(f"{len(failed)} of {len(pending)} ACLs not applied yet; again in 3 s")
+        pending = [args for args in pending if " ".join(args) in failed]
+        time.sleep(3)
 
 
 def _tool_per_topic(dist: KafkaDist, main: str, argsets: list[list[str]], what: str) -> None:
-    procs = []
-    for args in argsets:
-        cmd = java_cmd(dist, "256m", main, "--bootstrap-server", render()["bootstrapServers"], *admin_config(), *args,
-                       opts=("-XX:TieredStopAtLevel=1",), tool=True)
-        procs.append((args, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
-    errors = []
-    for args, proc in procs:
-        out, err = proc.communicate(timeout=180)
-        if proc.returncode != 0:
-            errors.append(f"{main.rsplit('.', 1)[-1]} {' '.join(args)}:\n{err.strip()[-2000:]}")
-    if errors:
-        raise StackError(f"{what} failed:\n" + "\n".join(errors))
+    failed = _run_per_args(dist, main, argsets)
+    if failed:
+        raise StackError(f"{what} failed:\n" + "\n".join(failed.values()))
+
+
+def _run_per_args(dist: KafkaDist, main: str, argsets: list[list[str]],
+                  parallel: int | None = None) -> dict[str, str]:
+    """Runs `main` once per argument set (with the brokers and, secured, the admin's config),
+    `parallel` JVMs at a time (default: all at once); {arguments: what went wrong} of those
+    that failed."""
+    failed = {}
+    step = parallel or max(len(argsets), 1)
+    for i in range(0, len(argsets), step):
+        procs = []
+        for args in argsets[i:i + step]:
+            cmd = java_cmd(dist, "256m", main, "--bootstrap-server", render()["bootstrapServers"], *admin_config(),
+                           *args, opts=("-XX:TieredStopAtLevel=1",), tool=True)
+            procs.append((args, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        for args, proc in procs:
+            out, err = proc.communicate(timeout=180)
+            if proc.returncode != 0:
+                failed[" ".join(args)] = (f"{main.rsplit('.', 1)[-1]} {' '.join(args)} (exit {proc.returncode}):\n"
+                                          f"{(out.strip() + chr(10) + err.strip()).strip()[-2000:]}")
+    return failed
 
 
 def topic_configs(dist: KafkaDist, topic: str) -> dict[str, str]:

@@ -49,5 +49,10 @@ def files(principal: str) -> dict[str, Path]:
 def client_properties(principal: str, rendered: dict) -> Path:
     """A Java client properties file for `principal` (the tools' --command-config)."""
     path = TLS / f"{principal}-client.properties"
-    path.write_text(rendered["clientProperties"][principal])
+    text = rendered["clientProperties"][principal]
+    # Tools started a moment ago may be reading it: never truncate it under them.
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
     return path
