@@ -90,6 +90,8 @@
           "touch $out"
         );
         vm = pkgs.testers.runNixOSTest (import ./tests/vm/appliance.nix { inherit self; });
+        # Brokers on one host, a stage on another, a third that is no peer.
+        kafka-security = pkgs.testers.runNixOSTest (import ./tests/vm/kafka-security.nix { inherit self; });
       });
 
       devShells = forAllSystems (pkgs: {

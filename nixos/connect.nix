@@ -39,11 +39,22 @@ let
     ln -s ${kafka}/libs/connect-file-*.jar $out/
   '';
 
+  security = import ./lib/kafka-security.nix { pulsewire = render; };
+  workerArgs = {
+    pluginPath = "${filePlugin}";
+    inherit (ccfg) cluster;
+  };
   workerProperties = pkgs.writeText "pulsewire-connect-worker.properties" (
-    render.toProperties (render.connectWorkerSettings {
-      pluginPath = "${filePlugin}";
-      inherit (ccfg) cluster;
-    } // ccfg.settings)
+    render.toProperties (
+      (
+        if kcfg.security.enable then
+          # As principal `connect`, with this unit's credentials (./kafka-security.nix).
+          security.connectWorkerSettings (workerArgs // { files = security.unitCredentialFiles "pulsewire-connect"; })
+        else
+          render.connectWorkerSettings workerArgs
+      )
+      // ccfg.settings
+    )
   );
 
   connectorJson = pkgs.writeText "pulsewire-connector.json" (render.connectorJson { file = ccfg.file; });

@@ -5,6 +5,7 @@
   imports = [
     ./options.nix
     ./kafka.nix
+    ./kafka-security.nix
     ./connect.nix
     ./pipeline.nix
     ./influxdb.nix

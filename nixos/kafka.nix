@@ -22,17 +22,35 @@ let
   stateDir = id: "/var/lib/${unitName id}";
   logDir = id: "${stateDir id}/data";
 
+  # With kafka.security (./kafka-security.nix): every listener on mutual TLS,
+  # the authorizer, this unit's credentials as key and trust stores.
+  security = import ./lib/kafka-security.nix { pulsewire = render; };
+  secure = kcfg.security.enable;
+
   propertiesFile =
     id:
+    let
+      args = {
+        inherit id;
+        logDir = logDir id;
+      };
+    in
     pkgs.writeText "${unitName id}.properties" (
       render.toProperties (
-        render.brokerSettings {
-          inherit id;
-          logDir = logDir id;
-        }
+        (
+          if secure then
+            security.brokerSettings (args // { files = security.unitCredentialFiles (unitName id); })
+          else
+            render.brokerSettings args
+        )
         // kcfg.settings
       )
     );
+
+  # The topic oneshot's tools as the admin, when secured.
+  adminArgs = lib.optionalString secure "--command-config ${pkgs.writeText "pulsewire-kafka-topics-admin.properties" (
+    security.javaClientProperties (security.unitCredentialFiles "pulsewire-kafka-topics")
+  )}";
 
   # Everything to stdout, so journald has it (`journalctl -u pulsewire-kafka-1`).
   log4jOpts = import ./lib/kafka-logging.nix { inherit lib pkgs kafka; };
@@ -103,9 +121,9 @@ let
 
     ${lib.concatMapStrings (t: ''
       echo "topic ${t.name}: ensure present"
-      retry ${kafka}/bin/kafka-topics.sh --bootstrap-server "$bootstrap" ${lib.escapeShellArgs (render.topicCreateArgs t)}
+      retry ${kafka}/bin/kafka-topics.sh --bootstrap-server "$bootstrap" ${adminArgs} ${lib.escapeShellArgs (render.topicCreateArgs t)}
       echo "topic ${t.name}: apply configs"
-      retry ${kafka}/bin/kafka-configs.sh --bootstrap-server "$bootstrap" ${lib.escapeShellArgs (render.topicAlterArgs t)}
+      retry ${kafka}/bin/kafka-configs.sh --bootstrap-server "$bootstrap" ${adminArgs} ${lib.escapeShellArgs (render.topicAlterArgs t)}
     '') render.topics}
     echo "pulsewire-kafka-topics: all ${toString (builtins.length render.topics)} topics present"
   '';

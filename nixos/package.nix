@@ -11,12 +11,17 @@
 # buildInputs too, whatever nixpkgs builds it with. Otherwise build the
 # vendored copy: its mklove ./configure starts with #!/usr/bin/env, which the
 # build sandbox lacks, so the shebangs of the vendored sources are patched first.
+#
+# TLS to the brokers (services.pulsewire.kafka.security): rdkafka's `ssl`
+# feature links the system OpenSSL through openssl-sys, which finds it with
+# pkg-config; so openssl is a build input either way.
 {
   lib,
   rustPlatform,
   pkg-config,
   rdkafka,
   zlib,
+  openssl,
   python3,
 }:
 let
@@ -44,7 +49,11 @@ rustPlatform.buildRustPackage {
   cargoBuildFlags = [ "--workspace" ];
 
   nativeBuildInputs = [ pkg-config ] ++ lib.optional (!systemRdkafka) python3;
-  buildInputs = [ zlib ] ++ lib.optionals systemRdkafka ([ rdkafka ] ++ rdkafka.buildInputs or [ ]);
+  buildInputs = [
+    zlib
+    openssl
+  ]
+  ++ lib.optionals systemRdkafka ([ rdkafka ] ++ rdkafka.buildInputs or [ ]);
 
   env = lib.optionalAttrs systemRdkafka { CARGO_FEATURE_DYNAMIC_LINKING = "1"; };
 

@@ -15,8 +15,9 @@ from pulsewire_stack import render, services, settings, stack  # noqa: E402
 STAGES = ("simulator", "aggregator", "processor", "uploader")
 
 
-def test_every_stage_runs_its_rendered_command_with_local_paths():
-    r = render.render()
+def test_every_stage_runs_its_rendered_command_with_local_paths(monkeypatch):
+    monkeypatch.setattr(render, "tls_dir", lambda: None)  # a plain stack, whatever the state holds
+    r = render.render(fresh=True)
     assert sorted(r["services"]) == sorted(STAGES)
     for stage in STAGES:
         cmd = r["services"][stage]
@@ -33,6 +34,29 @@ def test_every_stage_runs_its_rendered_command_with_local_paths():
     assert r["services"]["uploader"]["argv"][3:] == [
         "--influx-url", "http://127.0.0.1:8086", "--influx-token-file", str(services.token_file())]
     assert services.token_file() == settings.STATE / "secrets" / "influx-pulsewire-uploader-token"
+
+
+def test_secure_kafka_renders_each_client_as_its_principal(monkeypatch, tmp_path):
+    """`up --secure-kafka`: the same commands, plus each stage's own certificate; SSL brokers."""
+    monkeypatch.setattr(render, "tls_dir", lambda: tmp_path)
+    try:
+        r = render.render(fresh=True)
+    finally:
+        monkeypatch.undo()
+        render.render(fresh=True)
+    assert r["secure"]
+    for stage in ("aggregator", "processor", "uploader"):
+        assert r["services"][stage]["environment"]["PULSEWIRE_KAFKA_PROPERTIES"] == (
+            f"security.protocol=ssl,ssl.ca.location={tmp_path}/ca.crt,"
+            f"ssl.certificate.location={tmp_path}/{stage}.crt,ssl.key.location={tmp_path}/{stage}.key")
+        assert all(i["environment"]["PULSEWIRE_KAFKA_PROPERTIES"] == r["services"][stage]["environment"][
+            "PULSEWIRE_KAFKA_PROPERTIES"] for i in r["instances"][stage])
+    assert "PULSEWIRE_KAFKA_PROPERTIES" not in r["services"]["simulator"]["environment"]
+    for b in r["brokers"]:
+        assert f"ssl.keystore.location={tmp_path}/broker.pem\n" in b["properties"]
+        assert "ssl.client.auth=required\n" in b["properties"]
+    assert f"ssl.keystore.location={tmp_path}/connect.pem\n" in r["connectProperties"]
+    assert f"ssl.keystore.location={tmp_path}/admin.pem\n" in r["adminProperties"]
 
 
 def test_service_environment_is_the_units_not_the_callers(monkeypatch):

@@ -34,6 +34,7 @@ let
       pkg-config = drv "pkg-config";
       python3 = drv "python3";
       zlib = drv "zlib";
+      openssl = drv "openssl";
       rdkafka = drv "rdkafka" // {
         inherit version;
         buildInputs = rdkafkaInputs;
@@ -50,6 +51,12 @@ h.run [
   (check "dynamic: rdkafka and every library of its Requires.private are build inputs" (
     lib.all (n: lib.elem n (names dynamic.buildInputs)) ([ "rdkafka" ] ++ names rdkafkaInputs)
     && lib.elem "pkg-config" (names dynamic.nativeBuildInputs)
+  ))
+  (check "OpenSSL for rdkafka's ssl feature, linked or vendored, with pkg-config" (
+    lib.all (p: lib.elem "openssl" (names p.buildInputs) && lib.elem "pkg-config" (names p.nativeBuildInputs)) [
+      dynamic
+      vendored
+    ]
   ))
   (check "older rdkafka: the vendored copy, shebangs patched" (
     !vendored.passthru.systemRdkafka

@@ -14,6 +14,8 @@ Layout:
              waits; the machine-wide lock
   kafka      the Kafka classpath (Maven Central, cached), brokers, topics, Connect, the
              connector, and the command-line tools that read topics and consumer groups
+  tls        `up --secure-kafka`: the TLS files (provisioning/kafka/generate-tls) and the
+             per-principal client properties; the settings come from nixos/lib/kafka-security.nix
   store      InfluxDB 2, started and set up as the appliance sets it up (influx: its API)
   services   the stage binaries: build, run the rendered commands, scrape /metrics
   stack      the whole stack: up, down, status, wipe
@@ -23,7 +25,8 @@ Files (under tests/local/, git-ignored; PULSEWIRE_LOCAL_STATE and PULSEWIRE_LOCA
   .cache/kafka-<version>/   Kafka classpath resolved from Maven Central (unless KAFKA_HOME)
   .cache/stack.lock         held while a command changes the stack (one stack per port set)
   .state/                   one stack: kafka-<id>/ log dirs, store/ (InfluxDB), secrets/
-                            (its password and tokens), readings.csv, the rendered
+                            (its password and tokens), kafka-tls/ (with --secure-kafka:
+                            the CA, keys and certificates), readings.csv, the rendered
                             *.properties, pids/<component>.pid, logs/<component>.log
   ~/.cache/pulsewire/       influxd and influx, built once per machine (build-influxdb)
 """

@@ -1,6 +1,6 @@
 """`tests/local/stack`: the operator's commands for the local stack (see tests/local/README.md).
 
-  tests/local/stack up [--fresh] [--no-services] [--no-store] [--no-build] [--retention SECONDS]
+  tests/local/stack up [--fresh] [--no-services] [--no-store] [--no-build] [--retention SECONDS] [--secure-kafka]
   tests/local/stack down [--purge]
   tests/local/stack status
   tests/local/stack kafka-libs      # the folder of the Kafka jars (resolved once), for bench/
@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from . import kafka, stack
+from . import kafka, stack, tls
 from .processes import exclusive, running_pid
 from .render import render
 from .services import read_token_file
@@ -29,7 +29,7 @@ def cmd_up(args) -> int:
         if args.fresh:
             stack.down(purge=True)
         stack.up(services=not args.no_services, build=not args.no_build, retention_seconds=args.retention,
-                 with_store=not args.no_store)
+                 with_store=not args.no_store, secure_kafka=args.secure_kafka)
         print_status()
         return 0
 
@@ -57,7 +57,8 @@ def print_status() -> None:
         st = json.loads(out)
         tasks = ",".join(t["state"] for t in st["tasks"]) or "none"
         print(f"connector   {r['connectorName']}: {st['connector']['state']} (tasks {tasks})")
-    print(f"bootstrap   {r['bootstrapServers']}")
+    print(f"bootstrap   {r['bootstrapServers']}" + (
+        f"   (mTLS and ACLs: each client its own certificate in {tls.TLS})" if r["secure"] else "   (PLAINTEXT)"))
     print(f"readings    {readings_file()}   (append CSV lines here; Connect tails it)")
     db = store()
     print(f"store       {db.url}   (InfluxDB 2: org {db.org}, bucket {db.bucket})")
@@ -88,6 +89,9 @@ def main() -> int:
     up.add_argument("--retention", type=int, metavar="SECONDS",
                     help="the bucket's retention when the store is first set up (default: pipeline.toml's; "
                          "0 keeps everything, e.g. to replay the 2024 seed dataset)")
+    up.add_argument("--secure-kafka", action="store_true",
+                    help="Kafka as across hosts (nixos/lib/kafka-security.nix): mTLS on every listener, ACLs, "
+                         "each client its own principal; kept until --fresh")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop every process the stack started, by PID")
     down.add_argument("--purge", action="store_true", help="also delete the state (data and logs)")

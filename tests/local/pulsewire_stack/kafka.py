@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from .influx import read_secret, secret_file
@@ -20,6 +21,7 @@ from .processes import http, log_contains, log_size, running_pid, start, wait_fo
 from . import monitoring
 from .render import render
 from .settings import CACHE, LOGS, PIPELINE, REPO, SECRETS, STATE, StackError, log, readings_file
+from . import tls
 
 # Same version as nixpkgs' apacheKafka, which the appliance runs.
 KAFKA_VERSION = "4.3.1"
@@ -196,25 +198,62 @@ def create_topics(dist: KafkaDist) -> None:
     _tool_per_topic(dist, "kafka.admin.ConfigCommand", r["topicAlterArgs"], "applying topic configs")
 
 
+def admin_config() -> list[str]:
+    """The tools' `--command-config` with the admin's client properties on a stack brought up
+    with --secure-kafka (as the appliance's units pass it), else nothing."""
+    r = render()
+    return ["--command-config", str(tls.client_properties("admin", r))] if r["secure"] else []
+
+
+def apply_acls(dist: KafkaDist, timeout: float = 300) -> None:
+    """Every principal's ACLs from the renderer (AclCommand --add, idempotent), as the
+    appliance's pulsewire-kafka-acls unit applies them: one JVM per ACL, a few at once, and,
+    as the unit does, again until the brokers take them (right after start-up the
+    controller may not answer yet)."""
+    pending = render()["aclArgs"]
+    deadline = time.monotonic() + timeout
+    while True:
+        failed = _run_per_args(dist, "org.apache.kafka.tools.AclCommand", pending, parallel=4)
+        if not failed:
+            return
+        if time.monotonic() > deadline:
+            raise StackError("applying the ACLs failed:\n" + "\n".join(failed.values()))
+        log(f"{len(failed)} of {len(pending)} ACLs not applied yet; again in 3 s")
+        pending = [args for args in pending if " ".join(args) in failed]
+        time.sleep(3)
+
+
 def _tool_per_topic(dist: KafkaDist, main: str, argsets: list[list[str]], what: str) -> None:
-    procs = []
-    for args in argsets:
-        cmd = java_cmd(dist, "256m", main, "--bootstrap-server", render()["bootstrapServers"], *args,
-                       opts=("-XX:TieredStopAtLevel=1",), tool=True)
-        procs.append((args, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
-    errors = []
-    for args, proc in procs:
-        out, err = proc.communicate(timeout=180)
-        if proc.returncode != 0:
-            errors.append(f"{main.rsplit('.', 1)[-1]} {' '.join(args)}:\n{err.strip()[-2000:]}")
-    if errors:
-        raise StackError(f"{what} failed:\n" + "\n".join(errors))
+    failed = _run_per_args(dist, main, argsets)
+    if failed:
+        raise StackError(f"{what} failed:\n" + "\n".join(failed.values()))
+
+
+def _run_per_args(dist: KafkaDist, main: str, argsets: list[list[str]],
+                  parallel: int | None = None) -> dict[str, str]:
+    """Runs `main` once per argument set (with the brokers and, secured, the admin's config),
+    `parallel` JVMs at a time (default: all at once); {arguments: what went wrong} of those
+    that failed."""
+    failed = {}
+    step = parallel or max(len(argsets), 1)
+    for i in range(0, len(argsets), step):
+        procs = []
+        for args in argsets[i:i + step]:
+            cmd = java_cmd(dist, "256m", main, "--bootstrap-server", render()["bootstrapServers"], *admin_config(),
+                           *args, opts=("-XX:TieredStopAtLevel=1",), tool=True)
+            procs.append((args, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        for args, proc in procs:
+            out, err = proc.communicate(timeout=180)
+            if proc.returncode != 0:
+                failed[" ".join(args)] = (f"{main.rsplit('.', 1)[-1]} {' '.join(args)} (exit {proc.returncode}):\n"
+                                          f"{(out.strip() + chr(10) + err.strip()).strip()[-2000:]}")
+    return failed
 
 
 def topic_configs(dist: KafkaDist, topic: str) -> dict[str, str]:
     """The configs set on `topic` itself (not the broker defaults), by `kafka-configs --describe`."""
     res = kafka_tool(dist, "kafka.admin.ConfigCommand", "--bootstrap-server", render()["bootstrapServers"],
-                     "--entity-type", "topics", "--entity-name", topic, "--describe")
+                     *admin_config(), "--entity-type", "topics", "--entity-name", topic, "--describe")
     configs = {}
     for line in res.stdout.splitlines():
         line = line.strip()
@@ -317,7 +356,7 @@ def read_topic(dist: KafkaDist, topic: str, idle_ms: int = 8000) -> list[str]:
     """Every committed record value of `topic`, from the beginning (read_committed: what a
     transactional consumer would see). Returns once no record arrived for `idle_ms`."""
     res = kafka_tool(dist, "org.apache.kafka.tools.consumer.ConsoleConsumer",
-                     "--bootstrap-server", render()["bootstrapServers"], "--topic", topic,
+                     "--bootstrap-server", render()["bootstrapServers"], *admin_config(), "--topic", topic,
                      "--from-beginning", "--isolation-level", "read_committed",
                      "--timeout-ms", str(idle_ms), check=False, timeout=idle_ms / 1000 + 120)
     return [line for line in res.stdout.split("\n") if line]
@@ -328,7 +367,7 @@ def group_lags(dist: KafkaDist) -> dict[str, int | None]:
     its whole log. (With transactions, each partition that had data keeps a lag of 1:
     the commit marker after the last record is never consumed as a record.)"""
     res = kafka_tool(dist, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-                     "--bootstrap-server", render()["bootstrapServers"], "--describe", "--all-groups",
+                     "--bootstrap-server", render()["bootstrapServers"], *admin_config(), "--describe", "--all-groups",
                      check=False)
     lags: dict[str, int | None] = {}
     for line in res.stdout.splitlines():

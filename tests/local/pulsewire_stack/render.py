@@ -3,6 +3,8 @@ the NixOS modules use, evaluated once with `nix-instantiate --eval --json`.
 
 Only paths differ from the appliance: the stack's state directory, the Kafka plugin path,
 the binaries' directory, the readings file, the uploader's token file, and the port offset.
+A stack brought up with --secure-kafka renders Kafka's multi-host security on top, with
+`nixos/lib/kafka-security.nix` as the NixOS modules do: its TLS files are under the state.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import shutil
 import subprocess
 
 from .influx import token_path
-from .settings import (CACHE, PIPELINE_FILE, PORT_OFFSET, PROM_RENDERER, RENDERER, REPO, SECRETS, STATE, StackError,
-                       bin_dir, readings_file)
+from .settings import (CACHE, PIPELINE_FILE, PORT_OFFSET, PROM_RENDERER, RENDERER, REPO, SECRETS,
+                       SECURITY_RENDERER, STATE, StackError, bin_dir, readings_file)
+from .tls import tls_dir
 
 _EXPR = r"""
-{ renderer, promRenderer, pipelineFile, portOffset, stateDir, cacheDir, pluginPath, file, binDir, tokenFile, instances, connectPasswordFile }:
+{ renderer, promRenderer, securityRenderer, pipelineFile, portOffset, stateDir, cacheDir, pluginPath, file,
+  binDir, tokenFile, instances, connectPasswordFile, tlsDir }:
 let
   l = import (/. + renderer) { pipelineFile = /. + pipelineFile; portOffset = builtins.fromJSON portOffset; };
   # The health view as the appliance renders it (nixos/prometheus.nix), with the stack's
@@ -36,13 +40,19 @@ let
   jmxJar = "${cacheDir}/jmx_prometheus_javaagent-${p.jmxExporter.version}.jar";
   jmxRules = "${builtins.dirOf pipelineFile}/prometheus/kafka-jmx.yml";
   usersFile = "${stateDir}/connect-rest-users.properties";
+  # --secure-kafka: the multi-host settings (nixos/lib/kafka-security.nix), the TLS files in tlsDir.
+  secure = tlsDir != "";
+  sec = import (/. + securityRenderer) { pulsewire = l; };
+  files = sec.storeFiles tlsDir;
+  withPrincipal = stage: cmd:
+    if secure && sec.stagePrincipal ? ${stage} then
+      cmd // { environment = cmd.environment // sec.stageEnvironment (files sec.stagePrincipal.${stage}); }
+    else cmd;
 in {
   inherit (l) bootstrapServers clusterId connectorName topics influxdb;
   brokers = map (b: b // {
-    properties = l.toProperties (l.brokerSettings {
-      id = b.id;
-      logDir = "${stateDir}/kafka-${toString b.id}";
-    });
+    properties = let args = { id = b.id; logDir = "${stateDir}/kafka-${toString b.id}"; }; in
+      if secure then sec.brokerProperties (args // { files = files "broker"; }) else l.brokerProperties args;
   }) l.brokers;
   monitoring = {
     inherit (p) jmxExporter rules alertRules rateWindow;
@@ -66,7 +76,18 @@ in {
     inherit connectPasswordFile;
     readingsFile = file;
   };
-  connectProperties = l.toProperties (l.connectWorkerSettings { inherit pluginPath; });
+  connectProperties =
+    if secure then sec.connectWorkerProperties { inherit pluginPath; files = files "connect"; }
+    else l.connectWorkerProperties { inherit pluginPath; };
+  # The tools' --command-config (the admin's client properties; empty without --secure-kafka),
+  # and the Java client properties of every principal, for the tests.
+  inherit secure;
+  adminProperties = if secure then sec.javaClientProperties (files "admin") else "";
+  clientProperties = builtins.listToAttrs (map (p: { name = p; value = sec.javaClientProperties (files p); })
+    sec.principals);
+  aclArgs = map sec.aclArgs sec.acls;
+  acls = sec.acls;
+  tlsGenerateEnvironment = sec.generateEnvironment;
   connectorConfig = l.connectorConfig { inherit file; };
   restPort = l.connect.rest_port;
   # The REST API's basic auth (nixos/connect.nix): its user and the JAAS file naming the users file.
@@ -76,24 +97,24 @@ in {
   # Each stage's command exactly as its unit runs it (nixos/pipeline.nix), with local paths.
   services = builtins.listToAttrs (map (stage: {
     name = stage;
-    value = l.serviceCommand stage {
+    value = withPrincipal stage (l.serviceCommand stage {
       inherit binDir;
       pipelinePath = pipelineFile;
       readingsFile = file;
       influxTokenFile = tokenFile;
-    } // { metricsPort = l.pipeline.services.${stage}.metrics_port; };
+    }) // { metricsPort = l.pipeline.services.${stage}.metrics_port; };
   }) l.stages);
   # Instances 1..instances of each stage that may run several (nixos/pipeline.nix's units
   # pulsewire-<stage>, pulsewire-<stage>-2, ...), as the appliance's host "localhost" runs them.
   instances = builtins.listToAttrs (map (stage: {
     name = stage;
-    value = map (n: l.serviceCommand stage {
+    value = map (n: withPrincipal stage (l.serviceCommand stage {
       inherit binDir;
       pipelinePath = pipelineFile;
       readingsFile = file;
       influxTokenFile = tokenFile;
       instance = n;
-    } // { metricsPort = l.instancePort stage n; }) (l.range 1 (builtins.fromJSON instances));
+    }) // { metricsPort = l.instancePort stage n; }) (l.range 1 (builtins.fromJSON instances));
   }) l.scalableStages);
 }
 """
@@ -127,6 +148,7 @@ def render(fresh: bool = False) -> dict:
         "renderer": RENDERER, "promRenderer": PROM_RENDERER, "cacheDir": CACHE, "pipelineFile": PIPELINE_FILE, "portOffset": PORT_OFFSET, "stateDir": STATE,
         "pluginPath": plugin_path, "file": readings_file(), "binDir": bin_dir(), "tokenFile": UPLOADER_TOKEN,
         "instances": INSTANCES, "connectPasswordFile": kafka.CONNECT_PASSWORD,
+        "securityRenderer": SECURITY_RENDERER, "tlsDir": tls_dir() or "",
     }
     cmd = ["nix-instantiate", "--eval", "--strict", "--json", "-E", _EXPR]
     for name, value in args.items():

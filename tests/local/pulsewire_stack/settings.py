@@ -18,6 +18,7 @@ REPO = LOCAL_DIR.parent.parent
 PIPELINE_FILE = REPO / "provisioning" / "pipeline.toml"
 RENDERER = REPO / "nixos" / "lib" / "pulsewire.nix"
 PROM_RENDERER = REPO / "nixos" / "lib" / "prometheus.nix"
+SECURITY_RENDERER = REPO / "nixos" / "lib" / "kafka-security.nix"
 CACHE = Path(os.environ.get("PULSEWIRE_LOCAL_CACHE", LOCAL_DIR / ".cache"))
 STATE = Path(os.environ.get("PULSEWIRE_LOCAL_STATE", LOCAL_DIR / ".state"))
 LOGS = STATE / "logs"

@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from . import kafka, monitoring, processes
+from . import kafka, monitoring, processes, tls
 from .processes import pidfile, port_open, running_pid, stop, wait_exit
 from .render import render
 from .services import SERVICES, build_services, metrics_port, start_service, stop_timeout, wait_service
@@ -25,25 +25,31 @@ def running_components() -> list[str]:
 
 
 def up(services: bool = True, build: bool = True, retention_seconds: int | None = None,
-       with_store: bool = True) -> None:
+       with_store: bool = True, secure_kafka: bool = False) -> None:
     """Starts everything (without the store and the services when told so);
     `retention_seconds` overrides the bucket's retention when the store is set up (its
-    first start)."""
+    first start). `secure_kafka` (or a state brought up with it before) runs Kafka with the
+    multi-host security: mTLS on every listener, ACLs, each client its own principal."""
     services = services and with_store  # the uploader writes to the store
     if running_components():
         raise StackError(f"the stack is already running ({', '.join(running_components())}); "
                          "`tests/local/stack status` shows it, `tests/local/stack down` stops it")
     t0 = time.monotonic()
     STATE.mkdir(parents=True, exist_ok=True)
+    if secure_kafka:
+        tls.enable()
     busy = [p for p in render_ports(with_store) if port_open(p)]
     if busy:
         raise StackError(f"ports already in use by something else: {busy}")
     if services and build:
         build_services()
     dist = kafka.kafka_dist()
-    render(fresh=True)  # again, now that plugin.path is known
+    r = render(fresh=True)  # again, now that plugin.path is known
     try:
         log(f"Kafka {kafka.KAFKA_VERSION} from {dist.origin}")
+        if r["secure"]:
+            log(f"Kafka secured: mTLS and ACLs, TLS files in {tls.TLS}")
+            tls.generate(r["tlsGenerateEnvironment"])
         since = {n: kafka.log_size(n) for n in kafka.broker_names()}
         for b in render()["brokers"]:
             kafka.start_broker(dist, b["id"], wait=False)
@@ -51,6 +57,9 @@ def up(services: bool = True, build: bool = True, retention_seconds: int | None 
             start_store(wait=False)
         for n in kafka.broker_names():
             kafka.wait_broker(n, since[n])
+        if r["secure"]:
+            # Before any client: Connect's worker stops when it may not create its topics.
+            kafka.apply_acls(dist)
         # Connect takes longest to start: it only needs the brokers, so start it now and
         # register the connector once the topics and services are there.
         kafka.start_connect(dist, wait=False)

@@ -33,6 +33,7 @@ let
     "influxdb2-token-manipulator-1.0.0"
     "grafana-12.2.0"
     "tzdata-2025b"
+    "openssl-3.6.0"
   ];
 in
 {

@@ -46,8 +46,15 @@ in
     enable = opt types.bool true "Whether to enable the stateful firewall.";
     trustedInterfaces = opt (types.listOf types.str) [ ] "Interfaces whose incoming traffic is accepted unconditionally.";
     interfaces = opt (types.attrsOf (types.submodule [ { options = commonOptions "incoming"; } ])) { } "Ports opened on one interface only.";
+    # nixos/modules/services/networking/firewall-iptables.nix (the default backend)
+    extraCommands = opt types.lines "" "Additional shell commands executed as part of the firewall initialisation script (iptables backend).";
+    # nixos/modules/services/networking/firewall-nftables.nix
+    extraInputRules = opt types.lines "" "Additional nftables rules to be appended to the input-allow chain (nftables backend).";
   }
   // commonOptions "incoming";
+
+  # nixos/modules/services/networking/nftables.nix
+  options.networking.nftables.enable = opt types.bool false "Whether to enable nftables (and the firewall's nftables backend).";
 
   # upstream: loopback is always trusted when the firewall is on
   config = lib.mkIf config.networking.firewall.enable {
