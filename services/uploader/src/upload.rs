@@ -273,7 +273,7 @@ pub async fn run(
         notifier: &notifier,
     };
     m::zero_by(m::RECORDS_OUT, "topic", &["influxdb"]);
-    m::zero_by(m::REJECTED, "reason", &["influx_refused"]);
+    m::zero_by(m::REJECTED, "reason", &[REFUSED, UNREADABLE]);
     m::zero_by(m::ERRORS, "kind", &["commit", "influx_write"]);
     m::zero(&[m::DLQ]);
     // The runner is synchronous (librdkafka's calls block); the writes to
