@@ -97,16 +97,24 @@ def test_pipeline_health(dist) -> None:
     t_dlq, _ = wait_query("every bad line counted", 'sum(pulsewire_rejected_total)',
                           lambda r: r and scalar(r) == len(BAD))
     wait_store(dist, exp.total, timeout=240)
-    t_done, _ = wait_query("the uploader's count scraped", 'sum(pulsewire_records_out_total{stage="uploader"})',
-                           lambda r: r and scalar(r) == exp.total)
+    # Every stage's counts as Prometheus last scraped them: the stages are scraped at
+    # different moments, so the uploader's final count can be scraped before the
+    # processor's (which committed first). Wait until every hop shows at least the workload,
+    # then require exactly it.
+    want_in = {"aggregator": len(lines), "processor": exp.total, "uploader": exp.total}
+    want_out = {s: exp.total for s in STAGES}
+    reached = lambda want: lambda r: all(by(r, "stage").get(s, -1) >= n for s, n in want.items())
+    wait_query("every stage's records in scraped", "sum by (stage) (pulsewire_records_in_total)", reached(want_in))
+    t_done, _ = wait_query("every stage's records out scraped", "sum by (stage) (pulsewire_records_out_total)",
+                           reached(want_out))
 
     # Records in and out of every hop equal the workload's counts.
     check(scalar(monitoring.query("sum(kafka_connect_source_task_records_written_total)", t_done)) == len(lines),
           "Connect's written records")
     ins = by(monitoring.query("sum by (stage) (pulsewire_records_in_total)", t_done), "stage")
     outs = by(monitoring.query("sum by (stage) (pulsewire_records_out_total)", t_done), "stage")
-    check(ins == {"aggregator": len(lines), "processor": exp.total, "uploader": exp.total}, f"records in: {ins}")
-    check(outs == {"aggregator": exp.total, "processor": exp.total, "uploader": exp.total}, f"records out: {outs}")
+    check(ins == want_in, f"records in: {ins}")
+    check(outs == want_out, f"records out: {outs}")
     rejected = by(monitoring.query('sum by (reason) (pulsewire_rejected_total) > 0', t_done), "reason")
     check(rejected == {r: float(n) for r, n in reasons.items()}, f"rejected by reason: {rejected}")
 
