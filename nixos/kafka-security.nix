@@ -90,16 +90,7 @@ let
   aclsScript = pkgs.writeShellScript "pulsewire-kafka-acls" ''
     set -euo pipefail
     bootstrap=${lib.escapeShellArg render.bootstrapServers}
-    deadline=$((SECONDS + 600))
-    retry() {
-      until "$@"; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-          echo "pulsewire-kafka-acls: giving up on: $*" >&2
-          exit 1
-        fi
-        sleep 3
-      done
-    }
+    ${render.retryShell "pulsewire-kafka-acls"}
     ${lib.concatMapStrings (a: ''
       retry ${kafka}/bin/kafka-acls.sh --bootstrap-server "$bootstrap" --command-config ${adminProperties} ${lib.escapeShellArgs (security.aclArgs a)} >/dev/null
     '') security.acls}

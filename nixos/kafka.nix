@@ -105,19 +105,7 @@ let
   topicScript = pkgs.writeShellScript "pulsewire-kafka-topics" ''
     set -euo pipefail
     bootstrap=${lib.escapeShellArg render.bootstrapServers}
-    deadline=$((SECONDS + 600))
-
-    # Retry until the cluster answers: right after boot fewer than three
-    # brokers may be registered and an RF 3 create is refused.
-    retry() {
-      until "$@"; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-          echo "pulsewire-kafka-topics: giving up on: $*" >&2
-          exit 1
-        fi
-        sleep 3
-      done
-    }
+    ${render.retryShell "pulsewire-kafka-topics"}
 
     ${lib.concatMapStrings (t: ''
       echo "topic ${t.name}: ensure present"

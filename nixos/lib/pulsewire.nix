@@ -277,6 +277,23 @@ rec {
 
   connectorJson = args: builtins.toJSON (connectorConfig args);
 
+  # The Kafka admin oneshots' (topics, ACLs) bash function `retry CMD...`: runs
+  # CMD every 3 s until it succeeds; right after boot fewer than three brokers
+  # may be registered and an RF 3 create is refused. Gives up, naming `unit`
+  # and the command, 600 s after the script started.
+  retryShell = unit: ''
+    deadline=$((SECONDS + 600))
+    retry() {
+      until "$@"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+          echo "${unit}: giving up on: $*" >&2
+          exit 1
+        fi
+        sleep 3
+      done
+    }
+  '';
+
   # InfluxDB 2 as the pipeline sets it up: org, bucket and retention from
   # pipeline.toml, the operator's login, and one token per client with only the
   # access it needs (the uploader writes, Grafana reads). The NixOS module hands
