@@ -3,9 +3,10 @@ the NixOS modules use, evaluated once with `nix-instantiate --eval --json`.
 
 Only paths differ from the appliance: the stack's state directory, the Kafka plugin path,
 the binaries' directory, the readings file, the uploader's token file, and the port offset.
-A stack brought up with --store-tls gives the uploader the store's https URL and CA
-(`store_tls.py`). A stack brought up with --secure-kafka renders Kafka's multi-host security on top, with
+A stack brought up with --secure-kafka renders Kafka's multi-host security on top, with
 `nixos/lib/kafka-security.nix` as the NixOS modules do: its TLS files are under the state.
+One brought up with --store-tls gives the uploader the store's https URL and its
+certificate as the CA to trust (store_tls.py).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import shutil
 import subprocess
 
 from .influx import token_path
+from . import store_tls
 from .settings import (CACHE, PIPELINE_FILE, PORT_OFFSET, PROM_RENDERER, RENDERER, REPO, SECRETS,
                        SECURITY_RENDERER, STATE, StackError, bin_dir, readings_file)
-from . import store_tls
 from .tls import tls_dir
 
 _EXPR = r"""
