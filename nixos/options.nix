@@ -328,7 +328,7 @@ in
         caFile = mkOption {
           type = types.nullOr types.str;
           default = if cfg.influxdb.tls.enable then cfg.influxdb.tls.certFile else null;
-          defaultText = lib.literalMD "certFile with `tls.enable` (a self-signed certificate), else null";
+          defaultText = lib.literalMD "certFile with `tls.enable` (a self-signed certificate, which must have `basicConstraints=CA:FALSE`: rustls refuses a CA certificate as a server's), else null";
           example = "/etc/pulsewire/influxdb-ca.crt";
           description = "PEM CA the clients of InfluxDB on this host trust for its https URL (the uploader, Grafana's datasource, the ready and tasks oneshots), a path outside the Nix store; only it is trusted. Set it with an https {option}`services.pulsewire.influxdb.url` on a host whose uploader or Grafana reaches another host's InfluxDB; null leaves each client to the public CAs it ships with.";
         };

@@ -44,6 +44,10 @@ def generate() -> None:
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
          "-days", "30", "-subj", "/CN=pulsewire local store",
          "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         # Not a CA: rustls (the uploader) refuses a CA certificate as the server's own
+         # (CaUsedAsEndEntity), while trusting this one as its root is fine.
+         "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature",
+         "-addext", "extendedKeyUsage=serverAuth",
          "-keyout", str(KEY), "-out", str(CERT)],
         capture_output=True, text=True)
     if res.returncode != 0:
