@@ -16,14 +16,23 @@ let
   secrets = import ./lib/secret-paths.nix cfg;
 
   credentials = "/run/credentials/grafana.service";
-  datasource = lib.recursiveUpdate (lib.importJSON ../provisioning/grafana/datasource.json) {
-    url = cfg.influxdb.url;
-    jsonData = {
-      organization = org;
-      defaultBucket = bucket;
-    };
-    secureJsonData.token = "$__file{${credentials}/influx-token}";
-  };
+  caFile = cfg.influxdb.tls.caFile;
+  datasource = lib.foldl' lib.recursiveUpdate (lib.importJSON ../provisioning/grafana/datasource.json) [
+    {
+      url = cfg.influxdb.url;
+      jsonData = {
+        organization = org;
+        defaultBucket = bucket;
+      };
+      secureJsonData.token = "$__file{${credentials}/influx-token}";
+    }
+    # InfluxDB over https with a CA of its own (influxdb.tls.caFile): Grafana
+    # trusts only it, read from its credential like the token.
+    (lib.optionalAttrs (caFile != null) {
+      jsonData.tlsAuthWithCACert = true;
+      secureJsonData.tlsCACert = "$__file{${credentials}/influx-ca}";
+    })
+  ];
   # The health view (prometheus.nix): the pipeline dashboard and the alert
   # rules read it. timeInterval lets $__rate_interval cover 4 scrapes.
   prometheusDatasource = lib.recursiveUpdate (lib.importJSON ../provisioning/grafana/prometheus-datasource.json) {
@@ -85,7 +94,8 @@ in
         "admin-password:${secrets.grafanaAdminPassword}"
         "secret-key:${secrets.grafanaSecretKey}"
         "influx-token:${secrets.influxGrafanaToken}"
-      ];
+      ]
+      ++ lib.optional (caFile != null) "influx-ca:${caFile}";
     };
   };
 }

@@ -22,6 +22,16 @@
 #
 # The batch layer: the rollup tasks (rendered from provisioning/influxdb/
 # rollup.flux) are synced by the pulsewire-influxdb-tasks unit.
+#
+# TLS (influxdb.tls): influxd serves https only with the operator's
+# certificate and key, both outside the Nix store. They reach influxd by
+# LoadCredential, not by giving the influxdb2 user the files: the key can
+# stay root-only where the operator keeps it, systemd copies it for this
+# unit alone into /run/credentials/influxdb2.service (no other unit or user
+# can read it), and nothing has to chown the operator's files. The clients
+# on this host (uploader, Grafana, the ready and tasks oneshots) get caFile
+# the same way. The setup's private influxd stays plain HTTP: it is
+# reachable from its own network namespace only.
 {
   config,
   lib,
@@ -69,12 +79,40 @@ let
 
   privateUrl = "http://127.0.0.1:${toString icfg.port}";
 
+  tls = icfg.tls;
+  # Where systemd puts influxdb2's credentials; influxd's settings name them
+  # (its configuration file cannot expand $CREDENTIALS_DIRECTORY).
+  influxdCredentials = "/run/credentials/influxdb2.service";
+  # A oneshot `name` that talks to InfluxDB, with its CA as a credential
+  # that its curl trusts (CURL_CA_BUNDLE: api.bash, the ready script).
+  withCa =
+    name: unit:
+    if tls.caFile == null then
+      unit
+    else
+      unit
+      // {
+        environment = unit.environment or { } // {
+          CURL_CA_BUNDLE = "/run/credentials/${name}.service/influx-ca";
+        };
+        serviceConfig = unit.serviceConfig // {
+          LoadCredential = unit.serviceConfig.LoadCredential ++ [ "influx-ca:${tls.caFile}" ];
+        };
+      };
+
+  # The TLS files as options name them, for the checks below.
+  tlsFiles = lib.filterAttrs (_: file: file != null) {
+    inherit (tls) certFile keyFile caFile;
+  };
+
   # As the influxdb2 user, in a network namespace of its own: influxd on the
   # store's data, set up through its API, then stopped.
   setupScript = pkgs.writeShellScript "pulsewire-influxdb-setup" ''
     set -euo pipefail
+    # (--tls-cert= --tls-key=: plain HTTP here, whatever influxdb2's settings say.)
     influxd --bolt-path "$STATE_DIRECTORY/influxd.bolt" --engine-path "$STATE_DIRECTORY/engine" \
-      --http-bind-address 127.0.0.1:${toString icfg.port} --reporting-disabled --log-level warn &
+      --http-bind-address 127.0.0.1:${toString icfg.port} --tls-cert= --tls-key= \
+      --reporting-disabled --log-level warn &
     influxd=$!
     trap 'kill "$influxd"; wait "$influxd" || true' EXIT
     deadline=$((SECONDS + 120))
@@ -131,104 +169,133 @@ let
   '';
 in
 {
-  config = lib.mkIf icfg.enable {
-    assertions = map (option: {
-      assertion = cfg.secrets.${option} == null;
-      message = "services.pulsewire.secrets.${option}: on the host that runs InfluxDB, InfluxDB makes this token at first boot (its API cannot take a chosen one) and pulsewire-influxdb-setup keeps it in ${cfg.secrets.directory}; copy it from there to the hosts that need it.";
-    }) [ "influxUploaderTokenFile" "influxGrafanaTokenFile" ];
-
-    services.influxdb2 = {
-      enable = true;
-      settings = {
-        http-bind-address = "${icfg.address}:${toString icfg.port}";
-        reporting-disabled = true;
-        # Neither debugging nor internal metrics for whoever reaches the port.
-        pprof-disabled = true;
-        metrics-disabled = true;
-      };
-    };
-
-    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ icfg.port ];
-
-    systemd.services.pulsewire-influxdb-setup = {
-      description = "Pulsewire: set InfluxDB up, unreachable from outside (org, buckets, tokens)";
-      wantedBy = [ "multi-user.target" ];
-      before = [ "influxdb2.service" ];
-      requiredBy = [ "influxdb2.service" ];
-      after = [ "pulsewire-secrets.service" ];
-      requires = [ "pulsewire-secrets.service" ];
-      # influxd reads the same configuration as influxdb2's own unit.
-      environment = removeAttrs config.systemd.services.influxdb2.environment [ "PATH" ] // {
-        PULSEWIRE_INFLUXDB_FACTS = facts;
-      };
-      path = [
-        config.services.influxdb2.package
-        pkgs.bash
-        pkgs.curl
-        pkgs.jq
-        pkgs.coreutils
-      ];
-      serviceConfig = common // influxdLimits // {
-        Type = "oneshot";
-        RemainAfterExit = true;
-        DynamicUser = false;
-        User = "influxdb2";
-        Group = "influxdb2";
-        StateDirectory = "influxdb2";
-        RuntimeDirectory = "pulsewire-influxdb-setup";
-        # Its own loopback only: nobody else can reach this influxd.
-        PrivateNetwork = true;
-        ExecStart = setupScript;
-        ExecStartPost = "+${installTokens}";
-        LoadCredential = [
-          "admin-password:${secrets.influxAdminPassword}"
-          "admin-token:${secrets.influxAdminToken}"
+  config = lib.mkMerge [
+    {
+      # Wherever the options are set (also on a host whose uploader or Grafana
+      # reaches another host's InfluxDB).
+      assertions =
+        lib.mapAttrsToList (name: file: {
+          assertion = lib.hasPrefix "/" file && !lib.hasPrefix builtins.storeDir file;
+          message = "services.pulsewire.influxdb.tls.${name} (${file}) must be an absolute path outside the Nix store, which is world-readable.";
+        }) tlsFiles
+        ++ [
+          {
+            assertion = tls.enable -> tls.certFile != null && tls.keyFile != null;
+            message = "services.pulsewire.influxdb.tls.enable needs tls.certFile and tls.keyFile.";
+          }
+          {
+            assertion = (tls.enable || tls.caFile != null) -> lib.hasPrefix "https://" icfg.url;
+            message = "services.pulsewire.influxdb.url (${icfg.url}) must be https:// with tls.enable or tls.caFile.";
+          }
         ];
-        TimeoutStartSec = "300s";
-      };
-    };
+    }
+    (lib.mkIf icfg.enable {
+      assertions = map (option: {
+        assertion = cfg.secrets.${option} == null;
+        message = "services.pulsewire.secrets.${option}: on the host that runs InfluxDB, InfluxDB makes this token at first boot (its API cannot take a chosen one) and pulsewire-influxdb-setup keeps it in ${cfg.secrets.directory}; copy it from there to the hosts that need it.";
+      }) [ "influxUploaderTokenFile" "influxGrafanaTokenFile" ];
 
-    # nixpkgs' unit has its own static user and a looser syscall filter
-    # (@system-service); the rest of the common sandbox is added.
-    systemd.services.influxdb2 = {
-      after = [ "pulsewire-influxdb-setup.service" ];
-      requires = [ "pulsewire-influxdb-setup.service" ];
-      serviceConfig = removeAttrs common [ "DynamicUser" ] // influxdLimits // {
-        SystemCallFilter = lib.mkForce common.SystemCallFilter;
+      services.influxdb2 = {
+        enable = true;
+        settings = {
+          http-bind-address = "${icfg.address}:${toString icfg.port}";
+          reporting-disabled = true;
+          # Neither debugging nor internal metrics for whoever reaches the port.
+          pprof-disabled = true;
+          metrics-disabled = true;
+        }
+        // lib.optionalAttrs tls.enable {
+          tls-cert = "${influxdCredentials}/tls-cert";
+          tls-key = "${influxdCredentials}/tls-key";
+        };
       };
-    };
 
-    systemd.services.pulsewire-influxdb-tasks = oneshot {
-      description = "Pulsewire: create or update the InfluxDB rollup tasks (idempotent)";
-      requires = [ "pulsewire-influxdb-ready.service" ];
-      path = [
-        pkgs.curl
-        pkgs.jq
-        pkgs.coreutils
-      ];
-      serviceConfig = {
-        ExecStart = lib.escapeShellArgs [
-          "${pkgs.bash}/bin/bash"
-          "${scripts}/sync-tasks"
-          icfg.url
-          org
-          "%d/admin-token"
-          (pkgs.writeText "pulsewire-influxdb-tasks.json" (builtins.toJSON rollups.tasks))
+      networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ icfg.port ];
+
+      systemd.services.pulsewire-influxdb-setup = {
+        description = "Pulsewire: set InfluxDB up, unreachable from outside (org, buckets, tokens)";
+        wantedBy = [ "multi-user.target" ];
+        before = [ "influxdb2.service" ];
+        requiredBy = [ "influxdb2.service" ];
+        after = [ "pulsewire-secrets.service" ];
+        requires = [ "pulsewire-secrets.service" ];
+        # influxd reads the same configuration as influxdb2's own unit.
+        environment = removeAttrs config.systemd.services.influxdb2.environment [ "PATH" ] // {
+          PULSEWIRE_INFLUXDB_FACTS = facts;
+        };
+        path = [
+          config.services.influxdb2.package
+          pkgs.bash
+          pkgs.curl
+          pkgs.jq
+          pkgs.coreutils
         ];
-        LoadCredential = [ "admin-token:${secrets.influxAdminToken}" ];
+        serviceConfig = common // influxdLimits // {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          DynamicUser = false;
+          User = "influxdb2";
+          Group = "influxdb2";
+          StateDirectory = "influxdb2";
+          RuntimeDirectory = "pulsewire-influxdb-setup";
+          # Its own loopback only: nobody else can reach this influxd.
+          PrivateNetwork = true;
+          ExecStart = setupScript;
+          ExecStartPost = "+${installTokens}";
+          LoadCredential = [
+            "admin-password:${secrets.influxAdminPassword}"
+            "admin-token:${secrets.influxAdminToken}"
+          ];
+          TimeoutStartSec = "300s";
+        };
       };
-    };
 
-    systemd.services.pulsewire-influxdb-ready = oneshot {
-      description = "Pulsewire: wait until InfluxDB accepts the uploader's and Grafana's tokens";
-      requires = [ "influxdb2.service" ];
-      path = [ pkgs.curl ];
-      serviceConfig = {
-        ExecStart = readyScript;
-        RuntimeDirectory = "pulsewire-influxdb-ready";
-        LoadCredential = tokenCredentials;
-        TimeoutStartSec = "660s";
+      # nixpkgs' unit has its own static user and a looser syscall filter
+      # (@system-service); the rest of the common sandbox is added.
+      systemd.services.influxdb2 = {
+        after = [ "pulsewire-influxdb-setup.service" ];
+        requires = [ "pulsewire-influxdb-setup.service" ];
+        serviceConfig = removeAttrs common [ "DynamicUser" ] // influxdLimits // {
+          SystemCallFilter = lib.mkForce common.SystemCallFilter;
+          LoadCredential = lib.optionals tls.enable [
+            "tls-cert:${tls.certFile}"
+            "tls-key:${tls.keyFile}"
+          ];
+        };
       };
-    };
-  };
+
+      systemd.services.pulsewire-influxdb-tasks = oneshot (withCa "pulsewire-influxdb-tasks" {
+        description = "Pulsewire: create or update the InfluxDB rollup tasks (idempotent)";
+        requires = [ "pulsewire-influxdb-ready.service" ];
+        path = [
+          pkgs.curl
+          pkgs.jq
+          pkgs.coreutils
+        ];
+        serviceConfig = {
+          ExecStart = lib.escapeShellArgs [
+            "${pkgs.bash}/bin/bash"
+            "${scripts}/sync-tasks"
+            icfg.url
+            org
+            "%d/admin-token"
+            (pkgs.writeText "pulsewire-influxdb-tasks.json" (builtins.toJSON rollups.tasks))
+          ];
+          LoadCredential = [ "admin-token:${secrets.influxAdminToken}" ];
+        };
+      });
+
+      systemd.services.pulsewire-influxdb-ready = oneshot (withCa "pulsewire-influxdb-ready" {
+        description = "Pulsewire: wait until InfluxDB accepts the uploader's and Grafana's tokens";
+        requires = [ "influxdb2.service" ];
+        path = [ pkgs.curl ];
+        serviceConfig = {
+          ExecStart = readyScript;
+          RuntimeDirectory = "pulsewire-influxdb-ready";
+          LoadCredential = tokenCredentials;
+          TimeoutStartSec = "660s";
+        };
+      });
+    })
+  ];
 }

@@ -304,8 +304,34 @@ in
       port = httpPort "InfluxDB" p.influxdb.port;
       url = mkOption {
         type = types.str;
-        default = "http://127.0.0.1:${toString cfg.influxdb.port}";
-        description = "URL the uploader and Grafana use to reach InfluxDB.";
+        default = "${if cfg.influxdb.tls.enable then "https" else "http"}://127.0.0.1:${toString cfg.influxdb.port}";
+        defaultText = lib.literalExpression ''"http://127.0.0.1:''${toString port}" (https with tls.enable)'';
+        description = "URL the uploader, Grafana and the InfluxDB oneshots use to reach InfluxDB; with TLS its host must be a name of the certificate.";
+      };
+      # InfluxDB over TLS (nixos/influxdb.nix): for a store that uploaders or
+      # Grafana reach across hosts. Files, never store paths: the key would
+      # be world-readable there.
+      tls = {
+        enable = lib.mkEnableOption "HTTPS only for InfluxDB (influxd's tls-cert and tls-key), with certFile and keyFile; every client on this host then uses https and trusts caFile";
+        certFile = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/var/lib/secrets/influxdb.crt";
+          description = "PEM certificate influxd serves (a path outside the Nix store, read by systemd as root and handed to influxdb2 with LoadCredential). Its names must cover the host of {option}`services.pulsewire.influxdb.url`.";
+        };
+        keyFile = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/var/lib/secrets/influxdb.key";
+          description = "PEM private key of certFile (a path outside the Nix store; may stay root-only 0400: systemd hands it to influxdb2 alone with LoadCredential).";
+        };
+        caFile = mkOption {
+          type = types.nullOr types.str;
+          default = if cfg.influxdb.tls.enable then cfg.influxdb.tls.certFile else null;
+          defaultText = lib.literalMD "certFile with `tls.enable` (a self-signed certificate, which must have `basicConstraints=CA:FALSE`: rustls refuses a CA certificate as a server's), else null";
+          example = "/etc/pulsewire/influxdb-ca.crt";
+          description = "PEM CA the clients of InfluxDB on this host trust for its https URL (the uploader, Grafana's datasource, the ready and tasks oneshots), a path outside the Nix store; only it is trusted. Set it with an https {option}`services.pulsewire.influxdb.url` on a host whose uploader or Grafana reaches another host's InfluxDB; null leaves each client to the public CAs it ships with.";
+        };
       };
       retention = mkOption {
         type = types.ints.unsigned;

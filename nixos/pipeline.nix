@@ -59,6 +59,8 @@ let
               influxUrl = cfg.influxdb.url;
               # %d is this unit's credentials directory.
               influxTokenFile = "%d/influx-token";
+              # InfluxDB's CA (influxdb.tls.caFile), a credential like the token.
+              influxCaFile = if cfg.influxdb.tls.caFile == null then null else "%d/influx-ca";
               replayFile = if cfg.simulator.replayFile == null then null else "${cfg.simulator.replayFile}";
               inherit (scfg) metricsAddress logLevel extraArgs;
               inherit instance;
@@ -152,7 +154,10 @@ in
           ++ [ "pulsewire-secrets.service" ]
           # Starts once InfluxDB accepts its token (influxdb.nix).
           ++ lib.optional cfg.influxdb.enable "pulsewire-influxdb-ready.service";
-        serviceConfig.LoadCredential = [ "influx-token:${secrets.influxUploaderToken}" ];
+        serviceConfig.LoadCredential = [
+          "influx-token:${secrets.influxUploaderToken}"
+        ]
+        ++ lib.optional (cfg.influxdb.tls.caFile != null) "influx-ca:${cfg.influxdb.tls.caFile}";
       })
     ];
   };

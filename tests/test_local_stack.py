@@ -17,6 +17,7 @@ STAGES = ("simulator", "aggregator", "processor", "uploader")
 
 def test_every_stage_runs_its_rendered_command_with_local_paths(monkeypatch):
     monkeypatch.setattr(render, "tls_dir", lambda: None)  # a plain stack, whatever the state holds
+    monkeypatch.setattr(render.store_tls, "ca_file", lambda: None)
     r = render.render(fresh=True)
     assert sorted(r["services"]) == sorted(STAGES)
     for stage in STAGES:
@@ -34,6 +35,23 @@ def test_every_stage_runs_its_rendered_command_with_local_paths(monkeypatch):
     assert r["services"]["uploader"]["argv"][3:] == [
         "--influx-url", "http://127.0.0.1:8086", "--influx-token-file", str(services.token_file())]
     assert services.token_file() == settings.STATE / "secrets" / "influx-pulsewire-uploader-token"
+    assert r["storeUrl"] == "http://127.0.0.1:8086"
+
+
+def test_store_tls_gives_the_uploader_https_and_the_stores_ca(monkeypatch, tmp_path):
+    """`up --store-tls`: the store's URL is https and the uploader trusts its certificate."""
+    monkeypatch.setattr(render, "tls_dir", lambda: None)
+    monkeypatch.setattr(render.store_tls, "ca_file", lambda: tmp_path / "store.crt")
+    try:
+        r = render.render(fresh=True)
+    finally:
+        monkeypatch.undo()
+        render.render(fresh=True)
+    assert r["storeUrl"] == "https://127.0.0.1:8086"
+    expected = ["--influx-url", "https://127.0.0.1:8086", "--influx-token-file", str(services.token_file()),
+                "--influx-ca-file", str(tmp_path / "store.crt")]
+    assert r["services"]["uploader"]["argv"][3:] == expected
+    assert [i["argv"][3:] for i in r["instances"]["uploader"]] == [expected] * render.INSTANCES
 
 
 def test_secure_kafka_renders_each_client_as_its_principal(monkeypatch, tmp_path):

@@ -402,6 +402,14 @@ rec {
     )
     ++ builtins.attrValues servicePorts;
 
+  # InfluxDB's URL on the host that runs it: https when it serves TLS
+  # (services.pulsewire.influxdb.tls, the local stack's --store-tls).
+  influxdbUrl =
+    {
+      tls ? false,
+    }:
+    "${if tls then "https" else "http"}://${kafka.host}:${toString pipeline.influxdb.port}";
+
   # One stage service's command, for the unit (nixos/pipeline.nix) and the
   # local stack (tests/local/) alike. Only paths differ between the two: the
   # binary directory, the readings file, the uploader's token FILE (never the
@@ -413,7 +421,10 @@ rec {
       binDir,
       pipelinePath,
       readingsFile ? connect.file,
-      influxUrl ? "http://${kafka.host}:${toString pipeline.influxdb.port}",
+      # The CA the uploader trusts for an https influxUrl (a file outside the
+      # store); with it the default URL is https.
+      influxCaFile ? null,
+      influxUrl ? influxdbUrl { tls = influxCaFile != null; },
       influxTokenFile ? null,
       replayFile ? null,
       # The address of instance 1; instance N's port is derived (instanceAddress).
@@ -444,7 +455,8 @@ rec {
               influxUrl
               "--influx-token-file"
               influxTokenFile
-            ];
+            ]
+            ++ (if influxCaFile == null then [ ] else [ "--influx-ca-file" influxCaFile ]);
       };
     in
     {

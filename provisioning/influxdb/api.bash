@@ -1,6 +1,8 @@
 # Sourced by the scripts beside it: InfluxDB's HTTP API through curl, with the
 # token in a header file (never on a command line) and JSON bodies from files.
 # Needs curl and jq; `work` must name a private scratch directory (umask 077).
+# An https `url` is verified against CURL_CA_BUNDLE when it is set (the
+# store's CA: nixos/influxdb.nix, the local stack's --store-tls).
 
 # api_token TOKEN_FILE: the token every later `api` call sends.
 api_token() {

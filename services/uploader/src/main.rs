@@ -8,6 +8,7 @@
 //! `--influx-token-file` (systemd `LoadCredential`) or `PULSEWIRE_INFLUX_TOKEN`,
 //! never from a flag value that `ps` would show.
 
+mod ca;
 mod influx;
 mod point;
 mod upload;
@@ -46,6 +47,12 @@ struct Args {
     #[arg(long, value_name = "URL", value_parser = config::parse_url)]
     influx_url: Option<String>,
 
+    /// PEM file of the CA to trust for an https --influx-url (e.g. the store's
+    /// self-signed certificate); only it is trusted then. Without it an https
+    /// URL is checked against the built-in public roots.
+    #[arg(long, value_name = "PATH")]
+    influx_ca_file: Option<PathBuf>,
+
     /// InfluxDB organisation.
     #[arg(long, value_name = "ORG", value_parser = config::parse_name)]
     influx_org: Option<String>,
@@ -80,6 +87,8 @@ struct Settings {
     dlq_topic: String,
     #[serde(deserialize_with = "de::url")]
     influx_url: String,
+    #[serde(default, deserialize_with = "ca::optional")]
+    influx_ca_file: Option<ca::CaFile>,
     #[serde(deserialize_with = "de::name")]
     influx_org: String,
     #[serde(deserialize_with = "de::name")]
@@ -104,7 +113,12 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::listen()?;
 
     let influx = influx::Influx {
-        client: influxdb2::Client::new(&own.influx_url, &own.influx_org, token),
+        client: ca::influx_client(
+            &own.influx_url,
+            &own.influx_org,
+            token,
+            own.influx_ca_file.as_ref(),
+        )?,
         bucket: own.influx_bucket.clone(),
         timeout: Duration::from_millis(own.write_timeout_ms),
     };
@@ -121,6 +135,10 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         stats = own.stats_topic,
         url = own.influx_url,
+        ca = own
+            .influx_ca_file
+            .as_ref()
+            .map(|ca| ca.path().display().to_string()),
         org = own.influx_org,
         bucket = own.influx_bucket,
         "starting"
@@ -174,6 +192,54 @@ mod tests {
             .to_string();
         assert!(
             err.contains("PULSEWIRE_INFLUX_URL") && err.contains("http://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_ca_file_is_checked_in_every_layer() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/ca.pem");
+        let none = Args::try_parse_from(["u"]).unwrap();
+        let own: Settings = Layers::new(Stage::Uploader, [], &none)
+            .unwrap()
+            .extract()
+            .unwrap();
+        assert!(own.influx_ca_file.is_none());
+
+        let args = Args::try_parse_from(["u", "--influx-ca-file", ca]).unwrap();
+        let own: Settings = Layers::new(Stage::Uploader, [], &args)
+            .unwrap()
+            .extract()
+            .unwrap();
+        assert_eq!(own.influx_ca_file.unwrap().path(), std::path::Path::new(ca));
+
+        let missing = "/nonexistent/store-ca.pem";
+        let env = [("PULSEWIRE_INFLUX_CA_FILE".to_string(), missing.to_string())];
+        let err = Layers::new(Stage::Uploader, env.clone(), &none)
+            .unwrap()
+            .extract::<Settings>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot read the CA file `/nonexistent/store-ca.pem`")
+                && err.contains("PULSEWIRE_INFLUX_CA_FILE")
+                && err.contains("environment"),
+            "{err}"
+        );
+        // The flag wins over the variable, and is named when it is wrong.
+        let own: Settings = Layers::new(Stage::Uploader, env.clone(), &args)
+            .unwrap()
+            .extract()
+            .unwrap();
+        assert_eq!(own.influx_ca_file.unwrap().path(), std::path::Path::new(ca));
+        let bad = Args::try_parse_from(["u", "--influx-ca-file", missing]).unwrap();
+        let err = Layers::new(Stage::Uploader, [], &bad)
+            .unwrap()
+            .extract::<Settings>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/store-ca.pem") && err.contains("--influx-ca-file"),
             "{err}"
         );
     }

@@ -1,6 +1,6 @@
 """`tests/local/stack`: the operator's commands for the local stack (see tests/local/README.md).
 
-  tests/local/stack up [--fresh] [--no-services] [--no-store] [--no-build] [--retention SECONDS] [--secure-kafka]
+  tests/local/stack up [--fresh] [--no-services] [--no-store] [--no-build] [--retention SECONDS] [--secure-kafka] [--store-tls]
   tests/local/stack down [--purge]
   tests/local/stack status
   tests/local/stack kafka-libs      # the folder of the Kafka jars (resolved once), for bench/
@@ -29,7 +29,7 @@ def cmd_up(args) -> int:
         if args.fresh:
             stack.down(purge=True)
         stack.up(services=not args.no_services, build=not args.no_build, retention_seconds=args.retention,
-                 with_store=not args.no_store, secure_kafka=args.secure_kafka)
+                 with_store=not args.no_store, secure_kafka=args.secure_kafka, store_tls=args.store_tls)
         print_status()
         return 0
 
@@ -61,7 +61,8 @@ def print_status() -> None:
         f"   (mTLS and ACLs: each client its own certificate in {tls.TLS})" if r["secure"] else "   (PLAINTEXT)"))
     print(f"readings    {readings_file()}   (append CSV lines here; Connect tails it)")
     db = store()
-    print(f"store       {db.url}   (InfluxDB 2: org {db.org}, bucket {db.bucket})")
+    print(f"store       {db.url}   (InfluxDB 2: org {db.org}, bucket {db.bucket})" +
+          (f"   (CA {db.ca_file})" if db.ca_file else ""))
     print(f"read token  {read_token_file()}   (may only read the bucket)")
     print(f"binaries    {bin_dir()}")
     print(f"operator    PULSEWIRE_CTL_TARGETS={stack.ctl_targets()} {bin_dir()}/pulsewire-ctl status")
@@ -92,6 +93,9 @@ def main() -> int:
     up.add_argument("--secure-kafka", action="store_true",
                     help="Kafka as across hosts (nixos/lib/kafka-security.nix): mTLS on every listener, ACLs, "
                          "each client its own principal; kept until --fresh")
+    up.add_argument("--store-tls", action="store_true",
+                    help="the store over https only, with a self-signed certificate made into the state "
+                         "(as services.pulsewire.influxdb.tls); kept until --fresh")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop every process the stack started, by PID")
     down.add_argument("--purge", action="store_true", help="also delete the state (data and logs)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import secrets
 import subprocess
 import time
@@ -70,9 +71,11 @@ def token_path(secrets_dir: Path, auth: str) -> Path:
 class Store:
     """One InfluxDB 2 server: its URL, the setup facts, and where its secrets live."""
 
-    def __init__(self, http, url: str, facts: dict, secrets_dir: Path):
+    def __init__(self, http, url: str, facts: dict, secrets_dir: Path, ca_file: Path | None = None):
         self._http = http  # (method, url, body, headers, timeout) -> (status, body)
         self.url = url
+        # The CA of an https store: the setup scripts' curl trusts it through CURL_CA_BUNDLE.
+        self.ca_file = ca_file
         self.facts = facts
         self.secrets = secrets_dir
         self.org = facts["org"]
@@ -102,6 +105,12 @@ class Store:
             body = body.encode()
         return self._http(method, self.url + path, body, h, timeout)
 
+    def _script_env(self) -> dict:
+        env = dict(os.environ)
+        if self.ca_file is not None:
+            env["CURL_CA_BUNDLE"] = str(self.ca_file)
+        return env
+
     def healthy(self) -> bool:
         code, body = self.request("GET", "/health", timeout=5)
         return code == 200 and json.loads(body).get("status") == "pass"
@@ -124,7 +133,7 @@ class Store:
         res = subprocess.run(
             [str(SETUP), self.url, str(facts_file), str(password), str(token),
              str(token_path(self.secrets, "%s"))],
-            capture_output=True, text=True)
+            capture_output=True, text=True, env=self._script_env())
         if res.returncode != 0:
             raise InfluxError(f"{SETUP.name} failed: {res.stderr.strip()[-1000:]}")
 
@@ -134,7 +143,7 @@ class Store:
         tasks = self.secrets.parent / "influx-tasks.json"
         tasks.write_text(json.dumps(self.facts["rollups"]["tasks"]))
         res = subprocess.run([str(SYNC_TASKS), self.url, self.org, str(self.admin_token_file), str(tasks)],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, env=self._script_env())
         if res.returncode != 0:
             raise InfluxError(f"{SYNC_TASKS.name} failed: {res.stderr.strip()[-1000:]}")
 

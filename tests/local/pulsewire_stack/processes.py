@@ -216,10 +216,11 @@ def free_port() -> int:
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
-         timeout: float = 10) -> tuple[int, bytes]:
+         timeout: float = 10, context=None) -> tuple[int, bytes]:
+    """One request; `context` is the ssl context of an https URL (the CA it trusts)."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()

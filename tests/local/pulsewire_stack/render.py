@@ -5,6 +5,8 @@ Only paths differ from the appliance: the stack's state directory, the Kafka plu
 the binaries' directory, the readings file, the uploader's token file, and the port offset.
 A stack brought up with --secure-kafka renders Kafka's multi-host security on top, with
 `nixos/lib/kafka-security.nix` as the NixOS modules do: its TLS files are under the state.
+One brought up with --store-tls gives the uploader the store's https URL and its
+certificate as the CA to trust (store_tls.py).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import shutil
 import subprocess
 
 from .influx import token_path
+from . import store_tls
 from .settings import (CACHE, PIPELINE_FILE, PORT_OFFSET, PROM_RENDERER, RENDERER, REPO, SECRETS,
                        SECURITY_RENDERER, STATE, StackError, bin_dir, readings_file)
 from .tls import tls_dir
 
 _EXPR = r"""
 { renderer, promRenderer, securityRenderer, pipelineFile, portOffset, stateDir, cacheDir, pluginPath, file,
-  binDir, tokenFile, instances, connectPasswordFile, tlsDir }:
+  binDir, tokenFile, instances, connectPasswordFile, tlsDir, storeCaFile }:
 let
   l = import (/. + renderer) { pipelineFile = /. + pipelineFile; portOffset = builtins.fromJSON portOffset; };
   # The health view as the appliance renders it (nixos/prometheus.nix), with the stack's
@@ -44,12 +47,15 @@ let
   secure = tlsDir != "";
   sec = import (/. + securityRenderer) { pulsewire = l; };
   files = sec.storeFiles tlsDir;
+  # --store-tls: the store's certificate, which the uploader trusts (empty: plain http).
+  influxCaFile = if storeCaFile == "" then null else storeCaFile;
   withPrincipal = stage: cmd:
     if secure && sec.stagePrincipal ? ${stage} then
       cmd // { environment = cmd.environment // sec.stageEnvironment (files sec.stagePrincipal.${stage}); }
     else cmd;
 in {
   inherit (l) bootstrapServers clusterId connectorName topics influxdb;
+  storeUrl = l.influxdbUrl { tls = influxCaFile != null; };
   brokers = map (b: b // {
     properties = let args = { id = b.id; logDir = "${stateDir}/kafka-${toString b.id}"; }; in
       if secure then sec.brokerProperties (args // { files = files "broker"; }) else l.brokerProperties args;
@@ -102,6 +108,7 @@ in {
       pipelinePath = pipelineFile;
       readingsFile = file;
       influxTokenFile = tokenFile;
+      inherit influxCaFile;
     }) // { metricsPort = l.pipeline.services.${stage}.metrics_port; };
   }) l.stages);
   # Instances 1..instances of each stage that may run several (nixos/pipeline.nix's units
@@ -113,6 +120,7 @@ in {
       pipelinePath = pipelineFile;
       readingsFile = file;
       influxTokenFile = tokenFile;
+      inherit influxCaFile;
       instance = n;
     }) // { metricsPort = l.instancePort stage n; }) (l.range 1 (builtins.fromJSON instances));
   }) l.scalableStages);
@@ -148,7 +156,7 @@ def render(fresh: bool = False) -> dict:
         "renderer": RENDERER, "promRenderer": PROM_RENDERER, "cacheDir": CACHE, "pipelineFile": PIPELINE_FILE, "portOffset": PORT_OFFSET, "stateDir": STATE,
         "pluginPath": plugin_path, "file": readings_file(), "binDir": bin_dir(), "tokenFile": UPLOADER_TOKEN,
         "instances": INSTANCES, "connectPasswordFile": kafka.CONNECT_PASSWORD,
-        "securityRenderer": SECURITY_RENDERER, "tlsDir": tls_dir() or "",
+        "securityRenderer": SECURITY_RENDERER, "tlsDir": tls_dir() or "", "storeCaFile": store_tls.ca_file() or "",
     }
     cmd = ["nix-instantiate", "--eval", "--strict", "--json", "-E", _EXPR]
     for name, value in args.items():

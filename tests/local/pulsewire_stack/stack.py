@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from . import kafka, monitoring, processes, tls
+from . import store_tls as store_tls_mod
 from .processes import pidfile, port_open, running_pid, stop, wait_exit
 from .render import render
 from .services import SERVICES, build_services, metrics_port, start_service, stop_timeout, wait_service
@@ -25,11 +26,12 @@ def running_components() -> list[str]:
 
 
 def up(services: bool = True, build: bool = True, retention_seconds: int | None = None,
-       with_store: bool = True, secure_kafka: bool = False) -> None:
+       with_store: bool = True, secure_kafka: bool = False, store_tls: bool = False) -> None:
     """Starts everything (without the store and the services when told so);
     `retention_seconds` overrides the bucket's retention when the store is set up (its
     first start). `secure_kafka` (or a state brought up with it before) runs Kafka with the
-    multi-host security: mTLS on every listener, ACLs, each client its own principal."""
+    multi-host security: mTLS on every listener, ACLs, each client its own principal.
+    `store_tls` (or a state brought up with it before) serves the store over https only."""
     services = services and with_store  # the uploader writes to the store
     if running_components():
         raise StackError(f"the stack is already running ({', '.join(running_components())}); "
@@ -38,6 +40,8 @@ def up(services: bool = True, build: bool = True, retention_seconds: int | None 
     STATE.mkdir(parents=True, exist_ok=True)
     if secure_kafka:
         tls.enable()
+    if store_tls:
+        store_tls_mod.enable()
     busy = [p for p in render_ports(with_store) if port_open(p)]
     if busy:
         raise StackError(f"ports already in use by something else: {busy}")
@@ -50,6 +54,8 @@ def up(services: bool = True, build: bool = True, retention_seconds: int | None 
         if r["secure"]:
             log(f"Kafka secured: mTLS and ACLs, TLS files in {tls.TLS}")
             tls.generate(r["tlsGenerateEnvironment"])
+        if with_store and store_tls_mod.enabled():
+            store_tls_mod.generate()
         since = {n: kafka.log_size(n) for n in kafka.broker_names()}
         for b in render()["brokers"]:
             kafka.start_broker(dist, b["id"], wait=False)

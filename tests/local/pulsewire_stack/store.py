@@ -4,7 +4,7 @@ stack's data and set up on its first start as the appliance provisions it (see i
 
 from __future__ import annotations
 
-from . import influx
+from . import influx, store_tls
 from .processes import http, start, wait_for
 from .render import render
 from .settings import SECRETS, STATE, StackError
@@ -17,8 +17,13 @@ INFLUXD_FLAGS = ("--reporting-disabled", "--pprof-disabled", "--metrics-disabled
 
 def store() -> influx.Store:
     """The InfluxDB 2 of the stack, with the setup facts of the renderer."""
-    facts = render()["influxdb"]
-    return influx.Store(http, f"http://127.0.0.1:{facts['port']}", facts, SECRETS)
+    r = render()
+    return influx.Store(_http, r["storeUrl"], r["influxdb"], SECRETS, ca_file=store_tls.ca_file())
+
+
+def _http(*args, **kwargs):
+    """processes.http, trusting the store's certificate when it serves TLS (made at `up`)."""
+    return http(*args, context=store_tls.ssl_context(), **kwargs)
 
 
 def start_store(wait: bool = True) -> None:
@@ -34,6 +39,7 @@ def start_store(wait: bool = True) -> None:
         "--engine-path", str(data / "engine"),
         "--http-bind-address", f"127.0.0.1:{store().facts['port']}",
         *INFLUXD_FLAGS,
+        *store_tls.influxd_flags(),
         "--log-level", "warn",
     ])
     if wait:
