@@ -41,11 +41,7 @@ let
       controllerPort = 9093;
     }
   ];
-  package = {
-    type = "derivation";
-    name = "pulsewire";
-    outPath = "/nix/store/00000000000000000000000000000000-pulsewire";
-  };
+  inherit (h) package;
   base = [
     ../../nixos
     { services.pulsewire.package = package; }

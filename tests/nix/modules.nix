@@ -12,11 +12,7 @@ let
   nixos = import ./lib/eval-nixos.nix { inherit lib; };
   pipeline = builtins.fromTOML (builtins.readFile ../../provisioning/pipeline.toml);
 
-  package = {
-    type = "derivation";
-    name = "pulsewire";
-    outPath = "/nix/store/00000000000000000000000000000000-pulsewire";
-  };
+  inherit (h) package;
   base = [
     ../../nixos
     { services.pulsewire.package = package; }

@@ -10,11 +10,7 @@ let
   inherit (h) check;
   nixos = import ./lib/eval-nixos.nix { inherit lib; };
   pipeline = builtins.fromTOML (builtins.readFile ../../provisioning/pipeline.toml);
-  package = {
-    type = "derivation";
-    name = "pulsewire";
-    outPath = "/nix/store/00000000000000000000000000000000-pulsewire";
-  };
+  inherit (h) package;
   eval =
     extra:
     nixos.eval [

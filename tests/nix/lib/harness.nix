@@ -8,6 +8,14 @@
 rec {
   check = name: ok: { inherit name ok; };
 
+  # The pulsewire package as the module tests see it: a derivation-shaped stand-in
+  # (nothing is built), so its paths in units and scripts are checkable strings.
+  package = {
+    type = "derivation";
+    name = "pulsewire";
+    outPath = "/nix/store/00000000000000000000000000000000-pulsewire";
+  };
+
   # Evaluate one check; a throw or failed assert inside it counts as a failure.
   result =
     c:
