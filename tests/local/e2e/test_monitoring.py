@@ -153,7 +153,7 @@ def test_pipeline_health(dist) -> None:
     # Lag returns to 0 in every group.
     # (Lag comes from librdkafka's statistics, once a second: it can trail the counts.)
     t_caught_up, _ = wait_query("every group's lag back to 0", "sum by (group) (pulsewire_consumer_lag)",
-               lambda r: set(by(r, "group")) == groups and set(by(r, "group").values()) == {0.0})
+                                lambda r: set(by(r, "group")) == groups and set(by(r, "group").values()) == {0.0})
 
     # Every query of the pipeline dashboard answers, with the numbers of the workload.
     ran = {}
