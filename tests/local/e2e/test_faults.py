@@ -12,7 +12,6 @@ from expected import Expected, check
 from harness import (BIG, P, assert_midstream, big_run_args, file_lines, simulator, store_progress, verify,
                      wait_progress, wait_simulator, wait_store)
 from pulsewire_stack import kafka, processes, services, store
-from pulsewire_stack.render import render
 
 pytestmark = pytest.mark.usefixtures("fresh_stack")
 
@@ -106,7 +105,7 @@ def test_store_down(dist) -> None:
         seen = store_progress()
         processes.stop("store", timeout=30)
         t0 = time.monotonic()
-        check(not processes.port_open(render()["influxdb"]["port"]), "the store still answers after it was stopped")
+        check(not processes.port_open(store.store().facts["port"]), "the store still answers after it was stopped")
         time.sleep(30)
         assert_midstream("the store's return")
         store.start_store()

@@ -43,6 +43,11 @@ def by(rows: list[dict], label: str) -> dict[str, float]:
     return {r["metric"].get(label, ""): float(r["value"][1]) for r in rows}
 
 
+def kafka_in(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """KAFKA_IN's rows as {(broker instance, topic): records}."""
+    return {(r["metric"]["instance"], r["metric"]["topic"]): float(r["value"][1]) for r in rows}
+
+
 def scalar(rows: list[dict]) -> float:
     check(len(rows) == 1, f"one series expected, got {rows}")
     return float(rows[0]["value"][1])
@@ -97,24 +102,22 @@ def test_pipeline_health(dist) -> None:
     append_lines(lines[:1])
     _, rows = wait_query("every topic's counter in Kafka scraped", KAFKA_IN,
                          lambda r: {s["metric"]["topic"] for s in r} >= topics)
-    before = {(s["metric"]["instance"], s["metric"]["topic"]): float(s["value"][1]) for s in rows}
+    before = kafka_in(rows)
     append_lines(lines[1:])
     # Records/s into Kafka, each topic's evaluated when Prometheus first has a sample of the
     # second batch in a counter it had for the first (a counter created by the second batch
     # has no earlier sample to take a rate from).
     grown: dict[str, float] = {}
     def every_topic_grown(rows):
-        at = time.time()
         for s in rows:
             if float(s["value"][1]) > before.get((s["metric"]["instance"], s["metric"]["topic"]), math.inf):
-                grown.setdefault(s["metric"]["topic"], at)
+                grown.setdefault(s["metric"]["topic"], s["value"][0])  # the query's evaluation time
         return grown.keys() >= topics
     try:
-        processes.wait_for("the second batch in every topic's counter",
-                           lambda: every_topic_grown(monitoring.query(KAFKA_IN)), 120, component="prometheus", interval=1)
+        wait_query("the second batch in every topic's counter", KAFKA_IN, every_topic_grown)
     except settings.StackError:
-        raise AssertionError(f"topics whose counter grew: {sorted(grown)}; first batch {before}; now "
-                             f"{[(s['metric']['instance'], s['metric']['topic'], s['value'][1]) for s in monitoring.query(KAFKA_IN)]}") from None
+        raise AssertionError(f"topics whose counter grew: {sorted(grown)}; first batch {before}; "
+                             f"now {kafka_in(monitoring.query(KAFKA_IN))}") from None
     kafka_rate = next(expr for title, expr in dashboard_queries() if title == "Records/s into Kafka by topic")
     for topic, at in grown.items():
         check(by(monitoring.query(kafka_rate, at), "topic").get(topic, 0) > 0, f"records/s into {topic}")
