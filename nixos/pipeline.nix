@@ -83,6 +83,10 @@ let
                 WatchdogSec = "30s";
                 Restart = "on-failure";
                 RestartSec = "5s";
+                # A stage that refuses to run (state and offsets do not match, an
+                # input offset is gone) exits with EX_CONFIG and says why; a
+                # restart cannot help (EXIT_REFUSED, services/runtime/src/runner/integrity.rs).
+                RestartPreventExitStatus = "78";
                 TimeoutStopSec = "${toString command.stopTimeout}s";
                 ExecStart = lib.escapeShellArgs command.argv;
               }

@@ -257,6 +257,7 @@ h.run [
       c.Type == "notify"
       && c ? WatchdogSec
       && c.Restart == "on-failure"
+      && c.RestartPreventExitStatus == "78"
       && c.ProtectSystem == "strict"
       && c.CapabilityBoundingSet == ""
       && c.PrivateDevices

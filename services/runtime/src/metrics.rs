@@ -54,6 +54,10 @@ pub const STATE_KEYS: &str = "pulsewire_state_keys";
 pub const CONSUMER_LAG: &str = "pulsewire_consumer_lag";
 /// Lines written by the simulator.
 pub const LINES_WRITTEN: &str = "pulsewire_lines_written_total";
+/// Seconds a stage has been retrying, by what it waits `for`: `influxdb`
+/// (the uploader's current batch) or `kafka` (sessions failing one after
+/// the other); 0 while batches go through.
+pub const WAITING_SECONDS: &str = "pulsewire_waiting_seconds";
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -155,4 +159,9 @@ fn describe() {
         "Records of a partition not yet consumed by the group (last stable offset minus position)."
     );
     describe_counter!(LINES_WRITTEN, "Lines written by the simulator.");
+    describe_gauge!(
+        WAITING_SECONDS,
+        Unit::Seconds,
+        "How long the current batch has been retried, by what it waits for; 0 while flowing."
+    );
 }

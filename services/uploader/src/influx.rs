@@ -12,9 +12,10 @@
 //!   written. Re-writing points that were already accepted is harmless: a
 //!   point is identified by measurement + tags + time and overwrites itself.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::ops::Range;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use influxdb2::models::DataPoint;
 use influxdb2::{Client, RequestError};
@@ -108,12 +109,67 @@ impl PointWriter for Influx {
     }
 }
 
+/// How long a batch has waited for InfluxDB: the gauge
+/// `pulsewire_waiting_seconds{for="influxdb"}`, 0 while writes go through
+/// and growing from a batch's first failed write until it is written, and
+/// one log line per retry that says what the uploader waits for.
+#[derive(Debug)]
+pub struct Waiting {
+    points: usize,
+    since: Cell<Option<Instant>>,
+}
+
+impl Waiting {
+    /// For a batch of `points` points; sets the gauge to 0.
+    pub fn new(points: usize) -> Self {
+        Self::gauge().set(0.0);
+        Self {
+            points,
+            since: Cell::new(None),
+        }
+    }
+
+    fn gauge() -> metrics::Gauge {
+        metrics::gauge!(pulsewire_runtime::metrics::WAITING_SECONDS, "for" => "influxdb")
+    }
+
+    /// A write failed and is retried in `retry_in`.
+    fn failed(&self, failure: &Failure, retry_in: Duration) {
+        let since = self.since.get().unwrap_or_else(Instant::now);
+        self.since.set(Some(since));
+        let waited = since.elapsed();
+        Self::gauge().set(waited.as_secs_f64());
+        let (Failure::Transient(why) | Failure::Refused(why)) = failure;
+        tracing::warn!(
+            retry_in_ms = retry_in.as_millis() as u64,
+            "waiting for InfluxDB: {why} for {} s; batch of {} points kept in Kafka, uncommitted",
+            waited.as_secs(),
+            self.points
+        );
+    }
+
+    /// Brings the gauge up to date while the batch waits.
+    pub fn tick(&self) {
+        if let Some(since) = self.since.get() {
+            Self::gauge().set(since.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl Drop for Waiting {
+    /// The batch is written (or the uploader stops): nothing waits.
+    fn drop(&mut self) {
+        Self::gauge().set(0.0);
+    }
+}
+
 /// Writes `points`, retrying transient failures. `Err` carries the
 /// server's message when it refused the data.
 async fn write_retrying(
     writer: &impl PointWriter,
     points: &[DataPoint],
     retry: &Retry,
+    waiting: &Waiting,
 ) -> Result<(), String> {
     use backon::Retryable as _;
     let op = || async {
@@ -124,11 +180,7 @@ async fn write_retrying(
     };
     let notify = |failure: &Failure, wait: Duration| {
         pulsewire_runtime::metrics::error("influx_write");
-        tracing::warn!(
-            error = ?failure,
-            retry_in_ms = wait.as_millis() as u64,
-            "InfluxDB write failed; retrying"
-        );
+        waiting.failed(failure, wait);
     };
     op.retry(retry.backoff())
         .when(|failure| matches!(failure, Failure::Transient(_)))
@@ -141,11 +193,12 @@ async fn write_retrying(
 
 /// Writes all points; returns the indexes of the points the server refused,
 /// each with its message. Returns only when every point is written or
-/// refused (transient failures are retried without end).
+/// refused (transient failures are retried without end, told by `waiting`).
 pub async fn write_all(
     writer: &impl PointWriter,
     points: &[DataPoint],
     retry: &Retry,
+    waiting: &Waiting,
 ) -> Vec<(usize, String)> {
     let mut refused = Vec::new();
     let mut pending: Vec<Range<usize>> = Vec::new();
@@ -154,7 +207,7 @@ pub async fn write_all(
         if range.is_empty() {
             continue;
         }
-        if let Err(msg) = write_retrying(writer, &points[range.clone()], retry).await {
+        if let Err(msg) = write_retrying(writer, &points[range.clone()], retry, waiting).await {
             if range.len() == 1 {
                 refused.push((range.start, msg));
             } else {
@@ -273,7 +326,7 @@ pub(crate) mod tests {
             accepted: Mutex::default(),
             calls: Mutex::default(),
         };
-        let refused = write_all(&fake, &points(&[1, 2, 3]), &RETRY).await;
+        let refused = write_all(&fake, &points(&[1, 2, 3]), &RETRY, &Waiting::new(3)).await;
         assert!(refused.is_empty());
         assert_eq!(*fake.accepted.lock().unwrap(), vec![1, 2, 3]);
         assert_eq!(*fake.calls.lock().unwrap(), 4);
@@ -286,7 +339,13 @@ pub(crate) mod tests {
             accepted: Mutex::default(),
             calls: Mutex::default(),
         };
-        let refused = write_all(&fake, &points(&[1, 999, 3, 4, 5, 999, 7]), &RETRY).await;
+        let refused = write_all(
+            &fake,
+            &points(&[1, 999, 3, 4, 5, 999, 7]),
+            &RETRY,
+            &Waiting::new(7),
+        )
+        .await;
         assert_eq!(
             refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
             vec![1, 5]

@@ -20,6 +20,7 @@ use std::time::Duration;
 use clap::Parser as _;
 use pulsewire_runtime::config::{self, de, ConsumerFlags, ConsumerSettings, Layers, Stage};
 use pulsewire_runtime::notify::Notifier;
+use pulsewire_runtime::runner;
 use pulsewire_runtime::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
 
@@ -143,7 +144,8 @@ async fn main() -> anyhow::Result<()> {
         bucket = own.influx_bucket,
         "starting"
     );
-    upload::run(&settings, &influx, shutdown, notifier).await?;
+    // A committed offset gone from the log stops the uploader for good.
+    runner::exit_if_refused(upload::run(&settings, &influx, shutdown, notifier).await)?;
     tracing::info!("stopped");
     Ok(())
 }

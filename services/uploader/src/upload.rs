@@ -136,7 +136,8 @@ impl<W: PointWriter, D: DeadLetters, F: FnMut() -> anyhow::Result<D>> WriteThenC
                 Err(reason) => dead.push((i, UNREADABLE, reason.clone())),
             }
         }
-        let write = influx::write_all(self.writer, &points, self.retry);
+        let waiting = influx::Waiting::new(points.len());
+        let write = influx::write_all(self.writer, &points, self.retry, &waiting);
         tokio::pin!(write);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut shutdown = self.shutdown.clone();
@@ -145,7 +146,10 @@ impl<W: PointWriter, D: DeadLetters, F: FnMut() -> anyhow::Result<D>> WriteThenC
                 refused = &mut write => break refused,
                 // Writes are bounded by a per-attempt timeout, so this loop
                 // is making progress while it waits; keep systemd informed.
-                _ = tick.tick() => { self.notifier.watchdog(); }
+                _ = tick.tick() => {
+                    self.notifier.watchdog();
+                    waiting.tick();
+                }
                 _ = shutdown.recv() => return None,
             }
         };

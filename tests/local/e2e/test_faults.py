@@ -3,15 +3,16 @@ in the store exactly once."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
 import pytest
 
 from expected import Expected, check
-from harness import (BIG, P, assert_midstream, big_run_args, file_lines, simulator, store_progress, verify,
-                     wait_progress, wait_simulator, wait_store)
-from pulsewire_stack import kafka, processes, services, store
+from harness import (BIG, P, SEED_CSV, append_lines, assert_midstream, big_run_args, file_lines, simulator,
+                     store_progress, verify, wait_progress, wait_simulator, wait_store)
+from pulsewire_stack import kafka, processes, render, services, settings, store
 
 pytestmark = pytest.mark.usefixtures("fresh_stack")
 
@@ -111,3 +112,73 @@ def test_store_down(dist) -> None:
         store.start_store()
         return f"store unreachable for {time.monotonic() - t0:.0f}s from {seen} readings on"
     print(fault_run(dist, inject))
+
+
+def test_processor_restarted_while_a_broker_stops_right_after_a_commit(dist) -> None:
+    # A restore reads the changelog up to its last stable offset; the broker acknowledges a
+    # commit before that commit's markers are written, and a broker going down delays them.
+    # The restarted processor must restore a state that includes the last commit (its
+    # changelog's input offsets match the group's), or every count after it is short.
+    committed = 'pulsewire_transactions_total{outcome="committed"}'
+
+    def inject(dist):
+        name, port = "broker-2", services.metrics_port("processor")
+        seen = store_progress()
+        before = services.scrape(port).get(committed, 0)
+        processes.wait_for("a processor commit", lambda: services.scrape(port).get(committed, 0) > before, 60,
+                           interval=0.005)
+        processes.kill(name)
+        processes.kill("processor")
+        since = processes.log_size("processor")
+        services.start_service("processor")
+        time.sleep(20)
+        assert_midstream("the broker restart")
+        check(processes.log_contains("processor", "state restored from changelog", since),
+              "the restarted processor did not restore its state")
+        waited = processes.log_contains("processor", "restored state is behind the committed offset", since)
+        broker_log = processes.log_size(name)
+        kafka.start_broker(dist, 2, wait=False)
+        kafka.wait_broker(name, broker_log)
+        return (f"SIGKILL {name} and the processor right after a commit at {seen} readings, processor restarted "
+                f"at once ({'restore read again for the last commit' if waited else 'restore complete at once'})")
+    print(fault_run(dist, inject))
+
+
+def delete_records(dist, topic: str) -> None:
+    """Deletes every record of every partition of `topic` (up to its high watermark), as
+    retention or kafka-delete-records would."""
+    partitions = P["topics"]["stats"].get("partitions", P["kafka"]["topic_defaults"]["partitions"])
+    spec = settings.STATE / "delete-records.json"
+    spec.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": p, "offset": -1} for p in range(partitions)]}))
+    kafka.kafka_tool(dist, "org.apache.kafka.tools.DeleteRecordsCommand",
+                     "--bootstrap-server", render.render()["bootstrapServers"], "--offset-json-file", str(spec))
+
+
+def test_an_input_offset_deleted_from_the_log_stops_the_uploader(dist) -> None:
+    # Records the uploader never wrote are deleted from its input (as retention does to a
+    # stage stuck for longer than the topics keep data). It must stop and say so, not skip
+    # to what is left (auto.offset.reset=earliest did that silently).
+    topic, group = P["topics"]["stats"]["name"], P["services"]["uploader"]["group_id"]
+    lines = SEED_CSV.read_text().splitlines()
+    first, rest = lines[: len(lines) // 2], lines[len(lines) // 2:]
+    append_lines(first)
+    exp = Expected(first)
+    wait_store(dist, exp.total)
+    processes.stop("uploader")
+    append_lines(rest)
+    more = Expected(first + rest).total - exp.total
+    processes.wait_for(f"{more} stats records the uploader has not read",
+                       lambda: (kafka.group_lags(dist).get(group) or 0) >= more, 120)
+    delete_records(dist, topic)
+    since = processes.log_size("uploader")
+    pid = services.start_service("uploader", wait=False)
+    rc = processes.wait_exit("uploader", pid, 120)
+    check(rc == 78, f"the uploader exited with {rc}, not 78 (refuses to run)")
+    check(processes.log_contains("uploader", f"of group {group} on {topic}/", since)
+          and processes.log_contains("uploader", "is no longer in the log, which holds offsets", since),
+          f"the uploader's log does not name the lost offset; see {settings.LOGS / 'uploader.log'}")
+    verify(exp)
+    check(store_progress() == exp.total, f"the store has {store_progress()} points, expected {exp.total}")
+    print(f"uploader stopped with 78 after {more} unwritten stats records were deleted; store unchanged "
+          f"at {exp.total} points")

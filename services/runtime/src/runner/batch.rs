@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::{AsRecord, Record, Source};
+use super::{integrity, AsRecord, Record, Source};
 use crate::metrics as m;
 use crate::notify::Notifier;
 use crate::shutdown::Shutdown;
@@ -128,7 +128,11 @@ pub fn collect<S: Source>(
             // first record of the new assignment. It is not handled (the
             // stage must reset first), so put the position back on it, or
             // the next batch would commit past a record nobody processed.
-            if let Some(Ok(msg)) = &polled {
+            if let Some(Err(err)) = polled {
+                if integrity::is_refused(&err) || integrity::is_position_lost(&err) {
+                    return Err(err);
+                }
+            } else if let Some(Ok(msg)) = &polled {
                 let r = msg.record();
                 source
                     .seek(r.topic, r.partition, r.offset)
@@ -151,6 +155,11 @@ pub fn collect<S: Source>(
                     )
                 })?;
                 batch.add(&record);
+            }
+            // A committed offset is gone from the log: stop, do not skip.
+            // Or a partition's position must be placed again: rewind.
+            Some(Err(err)) if integrity::is_refused(&err) || integrity::is_position_lost(&err) => {
+                return Err(err)
             }
             Some(Err(err)) => {
                 // librdkafka reports transient broker trouble here and

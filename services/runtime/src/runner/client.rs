@@ -4,26 +4,23 @@
 //! operator's `--kafka-property` values last, once, so they win over
 //! Pulsewire's own settings for every client alike.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
-};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{
     BaseRecord, DefaultProducerContext, FutureProducer, Producer, ProducerContext, ThreadedProducer,
 };
-use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
+use super::source::KafkaSource;
+pub use super::source::StageContext;
 use super::txn::{TxnProducer, TXN_TIMEOUT};
-use super::{AsRecord, Offsets, Record, Source};
+use super::{AsRecord, Offsets, Record};
 use crate::config::KafkaArgs;
 
 /// `init_transactions` may have to wait for a predecessor's transaction to
@@ -165,6 +162,7 @@ impl ClientConfigs {
         Ok(KafkaSource {
             consumer,
             topic: topic.to_string(),
+            group_id: group_id.to_string(),
         })
     }
 
@@ -175,7 +173,9 @@ impl ClientConfigs {
                 .set("isolation.level", "read_committed")
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
-                .set("auto.offset.reset", "earliest")
+                // A committed offset out of the log's range stops the stage
+                // (see `source`); new partitions start at the beginning.
+                .set("auto.offset.reset", "error")
                 // A SIGKILLed predecessor holds its partitions until its
                 // session expires; keep that wait short so a restart resumes
                 // quickly.
@@ -246,102 +246,6 @@ pub fn topic_partitions<C: ConsumerContext>(
     Ok(topic_md.partitions().len())
 }
 
-/// Consumer context that records every rebalance, so the runner can tell
-/// that the assignment changed under a batch it was collecting, and, for a
-/// group consumer, publishes its lag from librdkafka's statistics.
-#[derive(Debug, Default)]
-pub struct StageContext {
-    generation: AtomicU64,
-    assignment: Mutex<Vec<(String, i32)>>,
-    /// `(group, topic)` whose lag the statistics publish.
-    lag: Option<(String, String)>,
-}
-
-impl StageContext {
-    /// The context of `group`'s consumer of `topic`.
-    pub fn with_lag(group: &str, topic: &str) -> Self {
-        Self {
-            lag: Some((group.to_string(), topic.to_string())),
-            ..Self::default()
-        }
-    }
-
-    fn assigned(&self, topic: &str) -> Vec<i32> {
-        let assignment = self.assignment.lock().unwrap_or_else(|e| e.into_inner());
-        let mut partitions: Vec<i32> = assignment
-            .iter()
-            .filter(|(t, _)| t == topic)
-            .map(|&(_, p)| p)
-            .collect();
-        partitions.sort_unstable();
-        partitions
-    }
-}
-
-impl ClientContext for StageContext {
-    /// Once a second (`statistics.interval.ms`): the lag of every partition.
-    fn stats_raw(&self, statistics: &[u8]) {
-        let Some((group, topic)) = &self.lag else {
-            return;
-        };
-        // The whole document, for whoever needs more than the lag.
-        tracing::trace!(target: "pulsewire_runtime::lag", statistics = %String::from_utf8_lossy(statistics));
-        let stats: Statistics = match serde_json::from_slice(statistics) {
-            Ok(stats) => stats,
-            Err(err) => {
-                tracing::warn!(%err, "librdkafka statistics not readable");
-                return;
-            }
-        };
-        for (partition, lag) in super::lag::partition_lags(&stats, topic) {
-            metrics::gauge!(
-                crate::metrics::CONSUMER_LAG,
-                "group" => group.clone(),
-                "topic" => topic.clone(),
-                "partition" => partition.to_string()
-            )
-            .set(lag as f64);
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        match error {
-            // The restore consumer asks for end-of-partition events; they
-            // are how it knows it is done, not errors.
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {}
-            // Broker outages are reported here and recovered from by
-            // librdkafka itself; the stage keeps going.
-            _ => tracing::warn!(%error, reason, "librdkafka"),
-        }
-    }
-}
-
-impl ConsumerContext for StageContext {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mut assignment = self.assignment.lock().unwrap_or_else(|e| e.into_inner());
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                *assignment = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
-                tracing::info!(partitions = ?*assignment, "partitions assigned");
-            }
-            Rebalance::Revoke(tpl) => {
-                // Eager protocol: a revocation takes everything away.
-                assignment.clear();
-                tracing::info!(count = tpl.count(), "partitions revoked");
-            }
-            Rebalance::Error(err) => {
-                tracing::warn!(%err, "rebalance error");
-                return;
-            }
-        }
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 impl AsRecord for BorrowedMessage<'_> {
     fn record(&self) -> Record<'_> {
         Record {
@@ -363,99 +267,6 @@ pub fn offset_list(offsets: &Offsets) -> TopicPartitionList {
         let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
     }
     tpl
-}
-
-/// Where a rewind moves one partition, from the broker's answer for its
-/// committed offset. A partition the broker answered with an error has an
-/// unknown committed offset, not a missing one: rewinding it to the
-/// beginning would read (and count) that partition again, so it fails the
-/// rewind instead, and the session is rebuilt.
-fn rewind_offset(
-    topic: &str,
-    partition: i32,
-    committed: Offset,
-    error: KafkaResult<()>,
-) -> anyhow::Result<Offset> {
-    if let Err(err) = error {
-        anyhow::bail!("committed offset of {topic}/{partition}: {err}");
-    }
-    match committed {
-        Offset::Offset(o) => Ok(Offset::Offset(o)),
-        // No committed offset yet: the group starts at the beginning
-        // (auto.offset.reset=earliest), so that is where we rewind to.
-        Offset::Invalid => Ok(Offset::Beginning),
-        other => anyhow::bail!("committed offset of {topic}/{partition}: unexpected {other:?}"),
-    }
-}
-
-/// The group consumer of one input topic.
-pub struct KafkaSource {
-    consumer: BaseConsumer<StageContext>,
-    topic: String,
-}
-
-impl Source for KafkaSource {
-    type Message<'a> = BorrowedMessage<'a>;
-    type Group = ConsumerGroupMetadata;
-
-    fn poll(&self, timeout: Duration) -> Option<anyhow::Result<BorrowedMessage<'_>>> {
-        self.consumer
-            .poll(timeout)
-            .map(|polled| polled.map_err(anyhow::Error::from))
-    }
-
-    fn generation(&self) -> u64 {
-        self.consumer.context().generation.load(Ordering::SeqCst)
-    }
-
-    fn assigned(&self) -> Vec<i32> {
-        self.consumer.context().assigned(&self.topic)
-    }
-
-    fn seek(&self, topic: &str, partition: i32, offset: i64) -> anyhow::Result<()> {
-        Ok(self
-            .consumer
-            .seek(topic, partition, Offset::Offset(offset), TXN_TIMEOUT)?)
-    }
-
-    fn rewind(&self) -> anyhow::Result<()> {
-        let committed = self
-            .consumer
-            .committed(TXN_TIMEOUT)
-            .context("fetching committed offsets")?;
-        let mut seek = TopicPartitionList::with_capacity(committed.count());
-        for elem in committed.elements() {
-            let offset =
-                rewind_offset(elem.topic(), elem.partition(), elem.offset(), elem.error())?;
-            seek.add_partition_offset(elem.topic(), elem.partition(), offset)?;
-        }
-        let result = self
-            .consumer
-            .seek_partitions(seek, TXN_TIMEOUT)
-            .context("seeking back")?;
-        for elem in result.elements() {
-            if let Err(err) = elem.error() {
-                anyhow::bail!("seeking {}/{} back: {err}", elem.topic(), elem.partition());
-            }
-        }
-        Ok(())
-    }
-
-    fn commit(&self, offsets: &Offsets) -> anyhow::Result<()> {
-        Ok(self
-            .consumer
-            .commit(&offset_list(offsets), CommitMode::Sync)?)
-    }
-
-    fn group(&self) -> anyhow::Result<ConsumerGroupMetadata> {
-        self.consumer
-            .group_metadata()
-            .context("consumer has no group metadata")
-    }
-
-    fn leave(&self) {
-        self.consumer.unsubscribe();
-    }
 }
 
 /// Enqueues `record`, waiting while the producer's local queue is full, for
@@ -564,29 +375,6 @@ mod tests {
             tpl.find_partition("raw", 0).unwrap().offset(),
             Offset::Offset(8)
         );
-    }
-
-    #[test]
-    fn a_partition_error_is_not_a_missing_offset() {
-        let error = Err(KafkaError::OffsetFetch(
-            RDKafkaErrorCode::UnstableOffsetCommit,
-        ));
-        let err = rewind_offset("raw", 1, Offset::Invalid, error).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "committed offset of raw/1: Offset fetch error: UnstableOffsetCommit (Broker: There \
-             are unstable offsets that need to be cleared)"
-        );
-        assert_eq!(
-            rewind_offset("raw", 1, Offset::Invalid, Ok(())).unwrap(),
-            Offset::Beginning,
-            "no committed offset: the group's start"
-        );
-        assert_eq!(
-            rewind_offset("raw", 1, Offset::Offset(42), Ok(())).unwrap(),
-            Offset::Offset(42)
-        );
-        assert!(rewind_offset("raw", 1, Offset::End, Ok(())).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::integrity::MARKER_KEY;
 use super::restore::Restore;
 use super::txn::TxnProducer;
 use super::{AsRecord, Offsets, Output, Record, Source};
@@ -52,6 +53,16 @@ pub enum Event {
     Assign(Vec<i32>),
     /// A producer appends a record to an input partition.
     Append(i32, &'static str),
+    /// The next restore ends before the last committed transaction: its
+    /// commit was acknowledged, its markers are not written yet.
+    MarkersPending,
+    /// Records of a partition before this offset are deleted (retention,
+    /// `kafka-delete-records`).
+    LogStart(i32, i64),
+    /// librdkafka stops fetching a partition it could not place (a new
+    /// group's, or one whose leader moved) and reports it once; a seek
+    /// fetches it again.
+    PositionLost(i32),
 }
 
 /// How a producer call fails.
@@ -85,6 +96,30 @@ pub struct Broker {
     pub rewinds: usize,
     stop: Option<watch::Sender<bool>>,
     polls: usize,
+    /// The group consumer's partitions are paused: polls deliver nothing.
+    paused: bool,
+    /// `max.poll.interval.ms`, in changelog records read: a consumer not
+    /// polled while a restore reads more than this many is evicted from the
+    /// group (a rebalance at its next poll).
+    pub poll_limit: Option<usize>,
+    /// Changelog records read since the group consumer's last poll.
+    unpolled: usize,
+    /// Restores evicted for want of a poll.
+    pub evictions: usize,
+    /// The next `n` restores end at the last stable offset before the last
+    /// committed transaction: its commit was acknowledged, its markers are
+    /// not written yet.
+    pub markers_pending: usize,
+    /// Index in `produced` where the last committed transaction starts.
+    last_txn: usize,
+    /// The first offset still in each input partition's log.
+    log_start: BTreeMap<i32, i64>,
+    /// Partitions whose position fell out of the log: reported once, as
+    /// librdkafka does, then never fetched again.
+    out_of_range: std::collections::BTreeSet<i32>,
+    /// Partitions librdkafka stopped fetching ([`Event::PositionLost`]):
+    /// `true` until the loss is reported.
+    stopped: BTreeMap<i32, bool>,
 }
 
 pub type Shared = Rc<RefCell<Broker>>;
@@ -93,6 +128,11 @@ impl Broker {
     /// A broker whose input partitions hold `lines`, assigning `partitions`
     /// at the first poll; `stop` is the test's shutdown trigger.
     pub fn new(lines: &[(i32, &str)], partitions: &[i32], stop: watch::Sender<bool>) -> Shared {
+        Rc::new(RefCell::new(Self::unshared(lines, partitions, stop)))
+    }
+
+    /// [`Broker::new`], to change before sharing.
+    pub fn unshared(lines: &[(i32, &str)], partitions: &[i32], stop: watch::Sender<bool>) -> Self {
         let mut broker = Broker {
             stop: Some(stop),
             ..Broker::default()
@@ -103,7 +143,7 @@ impl Broker {
         broker
             .events
             .push_back((0, Event::Assign(partitions.to_vec())));
-        Rc::new(RefCell::new(broker))
+        broker
     }
 
     /// `event` happens at the first poll after `delivered` records.
@@ -136,8 +176,18 @@ impl Broker {
                         .collect();
                     self.assigned = partitions;
                     self.generation += 1;
+                    self.paused = false;
+                    // A poll runs one rebalance; later events wait for the next.
+                    break;
                 }
                 Some(Event::Append(p, line)) => self.append(p, line),
+                Some(Event::MarkersPending) => self.markers_pending += 1,
+                Some(Event::LogStart(p, offset)) => {
+                    self.log_start.insert(p, offset);
+                }
+                Some(Event::PositionLost(p)) => {
+                    self.stopped.insert(p, true);
+                }
                 None => {}
             }
         }
@@ -152,12 +202,25 @@ impl Broker {
                 .all(|(p, log)| self.committed.get(p).copied().unwrap_or(0) == log.len() as i64)
     }
 
-    /// The payloads committed to `topic`, in order, as text.
+    /// The payloads committed to `topic`, in order, as text; without the
+    /// input-offset markers (see [`Broker::markers`]).
     pub fn outputs(&self, topic: &str) -> Vec<String> {
         self.produced
             .iter()
-            .filter(|o| o.topic == topic)
+            .filter(|o| o.topic == topic && o.key.as_deref() != Some(MARKER_KEY))
             .map(|o| String::from_utf8_lossy(&o.payload).into_owned())
+            .collect()
+    }
+
+    /// The input-offset markers committed to `topic`: (partition, payload).
+    pub fn markers(&self, topic: &str) -> Vec<(i32, String)> {
+        self.produced
+            .iter()
+            .filter(|o| o.topic == topic && o.key.as_deref() == Some(MARKER_KEY))
+            .map(|o| {
+                let payload = String::from_utf8_lossy(&o.payload).into_owned();
+                (o.partition.unwrap_or_default(), payload)
+            })
             .collect()
     }
 
@@ -195,6 +258,7 @@ impl Source for FakeSource {
         let mut b = self.0.borrow_mut();
         b.polls += 1;
         assert!(b.polls < 10_000, "the runner does not get anywhere");
+        b.unpolled = 0;
         b.happen();
         if b.done() {
             if let Some(stop) = &b.stop {
@@ -202,8 +266,36 @@ impl Source for FakeSource {
             }
         }
         let assigned = b.assigned.clone();
+        for &p in &assigned {
+            let position = b.position.get(&p).copied().unwrap_or(0);
+            let start = b.log_start.get(&p).copied().unwrap_or(0);
+            if position < start && b.out_of_range.insert(p) {
+                // What `KafkaSource` makes of auto.offset.reset=error, paused
+                // or not.
+                return Some(Err(super::integrity::Refused(format!(
+                    "offset {position} of {INPUT}/{p} is no longer in the log, which starts at \
+                     {start}"
+                ))
+                .into()));
+            }
+        }
+        let unreported = b.stopped.iter().find(|(_, &u)| u).map(|(&p, _)| p);
+        if let Some(p) = unreported {
+            b.stopped.insert(p, false);
+            // What `KafkaSource` makes of it, paused or not.
+            return Some(Err(super::integrity::PositionLost(format!(
+                "{INPUT}/{p} not fetched"
+            ))
+            .into()));
+        }
+        if b.paused {
+            return None;
+        }
         for p in assigned {
             let position = b.position.get(&p).copied().unwrap_or(0);
+            if b.out_of_range.contains(&p) || b.stopped.contains_key(&p) {
+                continue;
+            }
             if let Some(record) = b.input.get(&p).and_then(|log| log.get(position as usize)) {
                 let record = record.clone();
                 b.position.insert(p, position + 1);
@@ -226,6 +318,7 @@ impl Source for FakeSource {
         assert_eq!(topic, INPUT);
         let mut b = self.0.borrow_mut();
         b.position.insert(partition, offset);
+        b.stopped.remove(&partition);
         // The record put back was not delivered after all.
         b.delivered -= 1;
         Ok(())
@@ -237,7 +330,26 @@ impl Source for FakeSource {
         for p in b.assigned.clone() {
             let committed = b.committed.get(&p).copied().unwrap_or(0);
             b.position.insert(p, committed);
+            b.stopped.remove(&p);
         }
+        Ok(())
+    }
+
+    fn committed(&self, partitions: &[i32]) -> anyhow::Result<BTreeMap<i32, i64>> {
+        let b = self.0.borrow();
+        Ok(partitions
+            .iter()
+            .filter_map(|p| b.committed.get(p).map(|o| (*p, *o)))
+            .collect())
+    }
+
+    fn pause(&self) -> anyhow::Result<()> {
+        self.0.borrow_mut().paused = true;
+        Ok(())
+    }
+
+    fn resume(&self) -> anyhow::Result<()> {
+        self.0.borrow_mut().paused = false;
         Ok(())
     }
 
@@ -312,6 +424,7 @@ impl TxnProducer for FakeProducer {
             anyhow::bail!("producer fenced");
         }
         let (outputs, offsets) = b.txn.take().expect("commit outside a transaction");
+        b.last_txn = b.produced.len();
         b.produced.extend(outputs);
         for (_, p, o) in offsets.iter() {
             b.committed.insert(p, o);
@@ -335,20 +448,33 @@ impl Drop for FakeProducer {
     }
 }
 
-/// Restores from the committed outputs.
+/// Restores from the committed outputs, calling `keepalive` after every
+/// record.
 pub struct FakeRestore(pub Shared);
 
 impl Restore for FakeRestore {
+    /// Short, for tests of a changelog that never catches up.
+    fn catch_up(&self) -> Duration {
+        Duration::from_millis(500)
+    }
+
     fn read_to_end(
         &self,
         topic: &str,
         partitions: &[i32],
         on_record: &mut dyn FnMut(&Record<'_>) -> anyhow::Result<()>,
+        keepalive: &mut dyn FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
-        let records: Vec<FakeRecord> = self
-            .0
-            .borrow()
-            .produced
+        let visible = {
+            let mut b = self.0.borrow_mut();
+            if b.markers_pending > 0 {
+                b.markers_pending -= 1;
+                b.last_txn
+            } else {
+                b.produced.len()
+            }
+        };
+        let records: Vec<FakeRecord> = self.0.borrow().produced[..visible]
             .iter()
             .filter(|o| o.topic == topic && o.partition.is_some_and(|p| partitions.contains(&p)))
             .enumerate()
@@ -362,6 +488,19 @@ impl Restore for FakeRestore {
             .collect();
         for record in &records {
             on_record(&record.record())?;
+            {
+                let mut b = self.0.borrow_mut();
+                b.unpolled += 1;
+                if b.poll_limit.is_some_and(|limit| b.unpolled > limit) {
+                    // Evicted: the group reassigns the partitions, which the
+                    // consumer learns at its next poll.
+                    b.unpolled = 0;
+                    b.evictions += 1;
+                    let (at, assigned) = (b.delivered, b.assigned.clone());
+                    b.events.push_front((at, Event::Assign(assigned)));
+                }
+            }
+            keepalive()?;
         }
         Ok(records.len() as u64)
     }

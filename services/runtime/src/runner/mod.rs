@@ -14,20 +14,25 @@
 //! - [`txn`]: the transactional commit, abort and rewind;
 //! - [`lag`]: the consumer's lag per partition, from librdkafka's statistics;
 //! - [`restore`]: reading a changelog back into a stage;
+//! - [`integrity`]: the input offsets recorded in the changelog, checked
+//!   after every restore; refusing to run when they do not match;
 //! - [`run`]: the session state machine and its supervisor;
 //! - [`serve`]: a transactional stage's binary, started and run.
 //!
 //! The state machine only sees [`Source`] (the group consumer) and, through
 //! the strategy, [`txn::TxnProducer`]; the tests drive it with fakes.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub mod batch;
 pub mod client;
+pub mod integrity;
 pub mod lag;
 pub mod restore;
 pub mod run;
 pub mod serve;
+mod source;
 pub mod txn;
 
 #[cfg(any(test, feature = "fake"))]
@@ -36,8 +41,10 @@ pub mod fake;
 mod tests;
 
 pub use batch::{BatchLimits, Offsets};
+pub use integrity::{exit_if_refused, Refused};
 pub use run::{run, Commit, Committed, Env};
 pub use serve::TransactionalStage;
+pub use source::KafkaSource;
 
 use crate::config::KafkaArgs;
 use crate::notify::Notifier;
@@ -102,6 +109,15 @@ pub trait Source {
     fn seek(&self, topic: &str, partition: i32, offset: i64) -> anyhow::Result<()>;
     /// Moves every assigned partition back to its committed offset.
     fn rewind(&self) -> anyhow::Result<()>;
+    /// The group's committed offsets of `partitions` of the input topic
+    /// (stable ones: none of an open transaction); a partition without one
+    /// is absent.
+    fn committed(&self, partitions: &[i32]) -> anyhow::Result<BTreeMap<i32, i64>>;
+    /// Stops fetching the assigned partitions; [`Source::poll`] still runs
+    /// rebalances and keeps the consumer in its group.
+    fn pause(&self) -> anyhow::Result<()>;
+    /// Fetches the assigned partitions again.
+    fn resume(&self) -> anyhow::Result<()>;
     /// Commits `offsets` for the group (write-then-commit only).
     fn commit(&self, offsets: &Offsets) -> anyhow::Result<()>;
     fn group(&self) -> anyhow::Result<Self::Group>;
@@ -178,7 +194,8 @@ pub fn run_transactional<T: Transform<Output = Output>>(
     let mut commit = txn::Transactional::new(
         || clients.transactional_producer(transactional_id),
         notifier,
-    );
+    )
+    .with_markers(transform.changelog());
     let restore = restore::KafkaRestore {
         clients: &clients,
         shutdown,

@@ -8,7 +8,9 @@
 //! group's offsets are already past it. So the restore first waits until
 //! every partition's LSO has reached the high watermark it had when the
 //! restore began: then every transaction that wrote below it has ended, and
-//! reading to the end includes every committed one.
+//! reading to the end includes every committed one. Whether that end holds
+//! the state of the group's committed offsets is checked by
+//! [`super::integrity`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -24,16 +26,29 @@ use crate::metrics as m;
 use crate::notify::Notifier;
 use crate::shutdown::Shutdown;
 
+/// How often a restore lets the group consumer be polled: far below any
+/// `max.poll.interval.ms` (300 s by default).
+pub const KEEPALIVE_EVERY: Duration = Duration::from_millis(100);
+
 /// Reads changelog partitions to their end.
 pub trait Restore {
     /// Calls `on_record` for every record of `partitions` of `topic`, oldest
-    /// first; returns how many there were.
+    /// first; returns how many there were. Calls `keepalive` at least every
+    /// [`KEEPALIVE_EVERY`] (it keeps the group consumer polled), and stops
+    /// with its error.
     fn read_to_end(
         &self,
         topic: &str,
         partitions: &[i32],
         on_record: &mut dyn FnMut(&Record<'_>) -> anyhow::Result<()>,
+        keepalive: &mut dyn FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<u64>;
+
+    /// How long the markers of an acknowledged commit may take to become
+    /// visible ([`super::integrity`]).
+    fn catch_up(&self) -> Duration {
+        super::integrity::CATCH_UP
+    }
 }
 
 /// For stages without a changelog.
@@ -46,6 +61,7 @@ impl Restore for NoChangelog {
         topic: &str,
         _partitions: &[i32],
         _on_record: &mut dyn FnMut(&Record<'_>) -> anyhow::Result<()>,
+        _keepalive: &mut dyn FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
         anyhow::bail!("changelog {topic} declared, but the stage runs without a restore consumer")
     }
@@ -64,6 +80,7 @@ impl Restore for KafkaRestore<'_> {
         topic: &str,
         partitions: &[i32],
         on_record: &mut dyn FnMut(&Record<'_>) -> anyhow::Result<()>,
+        keepalive: &mut dyn FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
         if partitions.is_empty() {
             return Ok(0);
@@ -91,13 +108,18 @@ impl Restore for KafkaRestore<'_> {
             .context("assigning changelog partitions")?;
         let mut pending: BTreeSet<i32> = partitions.iter().copied().collect();
         let mut records = 0;
+        let mut kept_alive = Instant::now();
         while !pending.is_empty() {
+            if kept_alive.elapsed() >= KEEPALIVE_EVERY {
+                keepalive()?;
+                kept_alive = Instant::now();
+            }
             self.notifier.watchdog();
             anyhow::ensure!(
                 !self.shutdown.is_shutdown(),
                 "shutdown requested during restore"
             );
-            match consumer.poll(Duration::from_millis(200)) {
+            match consumer.poll(KEEPALIVE_EVERY) {
                 None => {}
                 Some(Ok(msg)) => {
                     on_record(&msg.record())?;

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use super::batch::{self, Batch, Collected};
+use super::integrity::{self, is_refused};
 use super::restore::Restore;
 use super::{Source, StageSpec, Transform};
 use crate::metrics as m;
@@ -74,7 +75,8 @@ pub fn session_pauses() -> impl Iterator<Item = Duration> {
 
 /// Runs a stage until shutdown. `connect` builds the group consumer of a
 /// session; errors that leave the clients unusable rebuild them after a
-/// capped exponential pause; the stage only returns on shutdown.
+/// capped exponential pause; the stage only returns on shutdown, or with a
+/// [`integrity::Refused`] error when it must not run at all.
 pub fn run<S, T, C>(
     spec: &StageSpec,
     env: &Env<'_>,
@@ -97,6 +99,8 @@ where
     ]);
     let mut pause = session_pauses();
     let mut ready = false;
+    // Since when sessions have been failing, one after the other.
+    let mut failing_since: Option<Instant> = None;
     loop {
         let started = Instant::now();
         let result = commit.open().and_then(|()| {
@@ -107,9 +111,12 @@ where
             // A session that ran for a while was healthy: start the pauses
             // between rebuilds from the beginning again.
             pause = session_pauses();
+            failing_since = None;
         }
         match result {
             Ok(()) => break,
+            // Retrying cannot help: the process stops (`integrity`).
+            Err(err) if is_refused(&err) => return Err(err),
             Err(err) if env.shutdown.is_shutdown() => {
                 tracing::info!(error = format!("{err:#}"), "stopped during shutdown");
                 break;
@@ -117,10 +124,14 @@ where
             Err(err) => {
                 m::error("session");
                 let wait = pause.next().unwrap_or(SESSION_PAUSE_MAX);
+                let waited = failing_since.get_or_insert(started).elapsed();
+                metrics::gauge!(m::WAITING_SECONDS, "for" => "kafka").set(waited.as_secs_f64());
                 tracing::error!(
                     error = format!("{err:#}"),
                     retry_in_ms = wait.as_millis() as u64,
-                    "Kafka session failed; rebuilding clients"
+                    "waiting for Kafka: the session failed, failing for {} s; rebuilding clients, \
+                     nothing uncommitted is lost",
+                    waited.as_secs()
                 );
                 let until = Instant::now() + wait;
                 while Instant::now() < until && !env.shutdown.is_shutdown() {
@@ -160,7 +171,9 @@ where
         env.notifier.watchdog();
         let generation = source.generation();
         if generation != seen_generation && generation > 0 {
-            reset(source, restore, transform)?;
+            if !reset(spec, env, source, restore, transform)? {
+                continue;
+            }
             seen_generation = generation;
             if !*ready {
                 env.notifier
@@ -177,13 +190,22 @@ where
             Ok(Collected::Batch(batch)) => batch,
             // Nothing was committed; the top of the loop resets the stage.
             Ok(Collected::Rebalanced) => continue,
+            Err(err) if is_refused(&err) => return Err(err),
             Err(err) => {
-                // A record the stage could not handle at all (not a bad
-                // line: those go to the DLQ). Start the batch over.
-                m::error("transform");
-                tracing::error!(error = format!("{err:#}"), "batch failed; rewinding");
+                if integrity::is_position_lost(&err) {
+                    // librdkafka stopped fetching a partition it could not
+                    // place (a new group's, or while leaders moved).
+                    tracing::info!(reason = %err, "rewinding to the committed offsets");
+                } else {
+                    // A record the stage could not handle at all (not a bad
+                    // line: those go to the DLQ). Start the batch over.
+                    m::error("transform");
+                    tracing::error!(error = format!("{err:#}"), "batch failed; rewinding");
+                }
                 source.rewind()?;
-                reset(source, restore, transform)?;
+                if !reset(spec, env, source, restore, transform)? {
+                    seen_generation = u64::MAX;
+                }
                 continue;
             }
         };
@@ -207,6 +229,7 @@ where
                     batch.observe_latency();
                 }
                 transform.committed();
+                metrics::gauge!(m::WAITING_SECONDS, "for" => "kafka").set(0.0);
                 tracing::debug!(
                     records = batch.records,
                     outputs = outputs.len(),
@@ -221,7 +244,9 @@ where
                 );
                 commit.abort()?;
                 source.rewind()?;
-                reset(source, restore, transform)?;
+                if !reset(spec, env, source, restore, transform)? {
+                    seen_generation = u64::MAX;
+                }
             }
         }
     }
@@ -231,28 +256,48 @@ where
 }
 
 /// Makes the stage forget its uncommitted work and restores its changelog
-/// for the partitions now assigned.
+/// for the partitions now assigned, checked against the group's offsets
+/// ([`integrity::restore_checked`]). Returns `false` if the assignment
+/// changed meanwhile: the caller resets again.
 fn reset<S: Source, T: Transform>(
+    spec: &StageSpec,
+    env: &Env<'_>,
     source: &S,
     restore: &impl Restore,
     transform: &mut T,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let partitions = source.assigned();
-    transform.reset();
-    if let Some(topic) = transform.changelog() {
-        let topic = topic.to_string();
-        let started = Instant::now();
-        let records = restore.read_to_end(&topic, &partitions, &mut |r| transform.restore(r))?;
+    let Some(topic) = transform.changelog().map(str::to_string) else {
+        transform.reset();
+        transform.restored(&partitions);
+        return Ok(true);
+    };
+    let started = Instant::now();
+    // Paused, the group consumer can be polled during the restore (so the
+    // group keeps it) without fetching input.
+    source.pause()?;
+    let restored = integrity::restore_checked(
+        spec,
+        &topic,
+        &partitions,
+        source,
+        restore,
+        transform,
+        env.notifier,
+    );
+    source.resume()?;
+    if restored? {
         metrics::histogram!(m::RESTORE_SECONDS).record(started.elapsed().as_secs_f64());
         tracing::info!(
             ?partitions,
-            records,
             ms = started.elapsed().as_millis() as u64,
             "state restored from changelog"
         );
+        Ok(true)
+    } else {
+        tracing::info!(?partitions, "assignment changed during the restore");
+        Ok(false)
     }
-    transform.restored(&partitions);
-    Ok(())
 }
 
 #[cfg(test)]

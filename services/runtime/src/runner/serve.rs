@@ -42,7 +42,8 @@ impl TransactionalStage {
         })
     }
 
-    /// Runs `transform` with [`run_transactional`] until shutdown. The Kafka
+    /// Runs `transform` with [`run_transactional`] until shutdown, or ends
+    /// the process if the stage refuses to run ([`super::Refused`]). The Kafka
     /// loop is synchronous (librdkafka's transactional calls block); it runs
     /// on a blocking thread while the async runtime serves signals and
     /// metrics.
@@ -56,10 +57,11 @@ impl TransactionalStage {
             notifier,
             shutdown,
         } = self;
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             run_transactional(&common.kafka, &spec, &mut transform, &shutdown, &notifier)
         })
-        .await??;
+        .await?;
+        super::exit_if_refused(result)?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -98,12 +98,23 @@ fn spec(max_records: usize) -> StageSpec {
 
 /// Runs `stage` over `broker` until the broker has everything committed.
 fn run_stage(broker: &Shared, shutdown: &Shutdown, stage: &mut Counter, max_records: usize) {
+    try_run_stage(broker, shutdown, stage, max_records).unwrap();
+}
+
+/// [`run_stage`], with the runner's result.
+fn try_run_stage(
+    broker: &Shared,
+    shutdown: &Shutdown,
+    stage: &mut Counter,
+    max_records: usize,
+) -> anyhow::Result<()> {
     let notifier = Notifier::from_env();
     let env = Env {
         shutdown,
         notifier: &notifier,
     };
-    let mut commit = Transactional::new(|| FakeProducer::connect(broker), &notifier);
+    let mut commit = Transactional::new(|| FakeProducer::connect(broker), &notifier)
+        .with_markers(stage.changelog());
     run(
         &spec(max_records),
         &env,
@@ -112,7 +123,6 @@ fn run_stage(broker: &Shared, shutdown: &Shutdown, stage: &mut Counter, max_reco
         &FakeRestore(broker.clone()),
         stage,
     )
-    .unwrap();
 }
 
 /// Runs a fresh [`Counter`] in batches of at most `max_records` over a broker
@@ -144,6 +154,14 @@ fn batches_commit_outputs_changelog_and_offsets_together() {
     assert_eq!(b.outputs("out"), ["a#1", "b#2", "c#3", "d#4", "e#5"]);
     // One changelog record per batch of at most two records.
     assert_eq!(b.outputs("counts"), ["2", "4", "5"]);
+    // Each transaction also carries its input offsets to the changelog.
+    let marker = |next| {
+        (
+            0,
+            format!(r#"{{"topic":"in","partition":0,"next_offset":{next}}}"#),
+        )
+    };
+    assert_eq!(b.markers("counts"), [marker(2), marker(4), marker(5)]);
     assert_eq!(b.committed, BTreeMap::from([(0, 5)]));
     assert_eq!((b.aborts, b.producers), (0, 1));
     assert!(b.assigned.is_empty(), "left the group at shutdown");
@@ -240,4 +258,236 @@ fn a_restore_that_meets_new_input_continues_from_the_committed_state() {
     assert_eq!(b.outputs("counts"), ["3", "4"]);
     assert_eq!(stage.restored, [vec![0], vec![0]]);
     assert_eq!(stage.counts, BTreeMap::from([(0, 4)]));
+}
+
+/// A broker whose partition 0 holds `lines`, whose changelog `counts` holds
+/// `changelog` (partition 0) and whose group committed `committed` on it.
+fn broker_with_state(
+    lines: &[(i32, &'static str)],
+    changelog: &[(&[u8], &str)],
+    committed: Option<i64>,
+    stop: tokio::sync::watch::Sender<bool>,
+) -> Shared {
+    let mut broker = Broker::unshared(lines, &[0], stop);
+    for (key, payload) in changelog {
+        broker.produced.push(Output {
+            topic: "counts".into(),
+            partition: Some(0),
+            key: Some(key.to_vec()),
+            payload: payload.as_bytes().to_vec(),
+        });
+    }
+    broker.committed.extend(committed.map(|c| (0, c)));
+    std::rc::Rc::new(std::cell::RefCell::new(broker))
+}
+
+const MARKER: &[u8] = integrity::MARKER_KEY;
+
+/// Runs a [`Counter`] that must refuse to run; its message.
+fn refusal(broker: &Shared, shutdown: &Shutdown) -> String {
+    let mut stage = Counter::default();
+    let err = try_run_stage(broker, shutdown, &mut stage, 10).unwrap_err();
+    assert!(integrity::is_refused(&err), "{err:#}");
+    let b = broker.borrow();
+    assert_eq!(
+        b.outputs("out"),
+        Vec::<String>::new(),
+        "nothing was counted"
+    );
+    assert_eq!(b.producers, 1, "not retried: the stage stops");
+    format!("{err:#}")
+}
+
+#[test]
+fn a_restore_right_after_a_commit_reads_again_until_the_commit_is_visible() {
+    let (stop, shutdown) = Shutdown::manual();
+    let broker = Broker::new(&lines(4, 0), &[0], stop);
+    // After the first batch a rebalance, and the restore it runs ends
+    // before that batch (acknowledged, its markers not yet written).
+    broker
+        .borrow_mut()
+        .at(2, Event::MarkersPending)
+        .at(2, Event::Assign(vec![0]));
+    let mut stage = Counter::default();
+    run_stage(&broker, &shutdown, &mut stage, 2);
+    let b = broker.borrow();
+    // Restored short, the counts would start over: c#1, d#2.
+    assert_eq!(b.outputs("out"), ["a#1", "b#2", "c#3", "d#4"]);
+    assert_eq!(stage.restored, [vec![0], vec![0]]);
+    assert_eq!(b.markers_pending, 0);
+}
+
+#[test]
+fn a_deleted_changelog_refuses_to_run_and_says_so() {
+    let (stop, shutdown) = Shutdown::manual();
+    // The group committed 2, the changelog is empty (deleted, recreated).
+    let broker = broker_with_state(&lines(3, 0), &[], Some(2), stop);
+    let msg = refusal(&broker, &shutdown);
+    assert!(
+        msg.starts_with(
+            "changelog counts partition 0 does not match the committed offset of group group \
+             on in/0: the changelog holds no state and no input offset, the group committed 2, \
+             still after 0.5 s: the changelog was deleted, recreated or truncated."
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("--delete-offsets"), "{msg}");
+}
+
+#[test]
+fn a_changelog_ahead_of_the_groups_offset_refuses_to_run() {
+    let (stop, shutdown) = Shutdown::manual();
+    let marker = r#"{"topic":"in","partition":0,"next_offset":3}"#;
+    // The group's offset was reset from 3 to 1.
+    let broker = broker_with_state(
+        &lines(3, 0),
+        &[(b"0", "3"), (MARKER, marker)],
+        Some(1),
+        stop,
+    );
+    let msg = refusal(&broker, &shutdown);
+    assert!(
+        msg.contains(
+            "the state is at input offset 3, the group's committed offset is 1: the group's \
+             offsets were reset or deleted"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("--reset-offsets --to-offset 3"), "{msg}");
+}
+
+#[test]
+fn a_changelog_of_another_input_refuses_to_run() {
+    let (stop, shutdown) = Shutdown::manual();
+    let marker = r#"{"topic":"other","partition":0,"next_offset":3}"#;
+    let broker = broker_with_state(&lines(4, 0), &[(MARKER, marker)], Some(3), stop);
+    let msg = refusal(&broker, &shutdown);
+    assert!(
+        msg.contains("its state belongs to input other/0, not to this stage's input"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn state_without_committed_offsets_refuses_to_run() {
+    let (stop, shutdown) = Shutdown::manual();
+    let broker = broker_with_state(&lines(3, 0), &[(b"0", "3")], None, stop);
+    let msg = refusal(&broker, &shutdown);
+    assert!(
+        msg.contains("it holds 1 state records, but the group has no committed offset"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_changelog_from_before_markers_is_trusted_and_gets_them() {
+    let (stop, shutdown) = Shutdown::manual();
+    let broker = broker_with_state(&lines(3, 0), &[(b"0", "2")], Some(2), stop);
+    let mut stage = Counter::default();
+    run_stage(&broker, &shutdown, &mut stage, 10);
+    let b = broker.borrow();
+    assert_eq!(b.outputs("out"), ["c#3"]);
+    let marker = r#"{"topic":"in","partition":0,"next_offset":3}"#;
+    assert_eq!(b.markers("counts"), [(0, marker.to_string())]);
+}
+
+#[test]
+fn a_restore_longer_than_the_poll_limit_keeps_the_group() {
+    let (stop, shutdown) = Shutdown::manual();
+    let broker = Broker::new(&lines(6, 0), &[0], stop);
+    // A consumer not polled for 3 changelog records is evicted. After six
+    // batches of one record the changelog holds 12 (state and markers).
+    broker
+        .borrow_mut()
+        .at(6, Event::Append(0, "x"))
+        .at(6, Event::Assign(vec![0]))
+        .poll_limit = Some(3);
+    let mut stage = Counter::default();
+    run_stage(&broker, &shutdown, &mut stage, 1);
+    let b = broker.borrow();
+    assert_eq!(b.evictions, 0);
+    assert_eq!(
+        b.outputs("out"),
+        ["a#1", "b#2", "c#3", "d#4", "e#5", "f#6", "x#7"]
+    );
+    assert_eq!(stage.restored, [vec![0], vec![0]]);
+}
+
+#[test]
+fn a_committed_offset_gone_from_the_log_stops_the_stage() {
+    let (stop, shutdown) = Shutdown::manual();
+    let broker = Broker::new(&lines(4, 0), &[0], stop);
+    // After the first batch (committed: 2), records up to 3 are deleted.
+    broker.borrow_mut().at(2, Event::LogStart(0, 3));
+    let mut stage = Counter::default();
+    let err = try_run_stage(&broker, &shutdown, &mut stage, 2).unwrap_err();
+    assert!(integrity::is_refused(&err), "{err:#}");
+    assert_eq!(
+        format!("{err:#}"),
+        "offset 2 of in/0 is no longer in the log, which starts at 3"
+    );
+    let b = broker.borrow();
+    assert_eq!(b.outputs("out"), ["a#1", "b#2"], "nothing skipped to");
+    assert_eq!(b.committed, BTreeMap::from([(0, 2)]));
+    assert_eq!(b.producers, 1, "not retried: the stage stops");
+}
+
+#[test]
+fn a_committed_offset_gone_from_the_log_during_a_restore_stops_the_stage() {
+    let (stop, shutdown) = Shutdown::manual();
+    let broker = Broker::new(&lines(4, 0), &[0], stop);
+    // A rebalance after the first batch; at the next poll, the first of
+    // the restore it runs, the paused consumer reports the lost offset
+    // (once, as librdkafka does).
+    broker
+        .borrow_mut()
+        .at(2, Event::Assign(vec![0]))
+        .at(2, Event::LogStart(0, 3));
+    let mut stage = Counter::default();
+    let err = try_run_stage(&broker, &shutdown, &mut stage, 2).unwrap_err();
+    assert!(integrity::is_refused(&err), "{err:#}");
+    let b = broker.borrow();
+    assert_eq!(b.outputs("out"), ["a#1", "b#2"]);
+    assert_eq!(
+        stage.restored,
+        [vec![0]],
+        "the second restore did not finish"
+    );
+}
+
+#[test]
+fn a_partition_librdkafka_stopped_fetching_mid_batch_is_rewound_and_nothing_counts_twice() {
+    let (stop, shutdown) = Shutdown::manual();
+    let both: Vec<(i32, &str)> = lines(4, 0).into_iter().chain(lines(2, 1)).collect();
+    let broker = Broker::new(&both, &[0, 1], stop);
+    // After two records of a batch of four, partition 1 stops being
+    // fetched (a leader moved): a batch of partition 0 alone would commit,
+    // and partition 1 would never be read again.
+    broker.borrow_mut().at(2, Event::PositionLost(1));
+    let mut stage = Counter::default();
+    run_stage(&broker, &shutdown, &mut stage, 4);
+    let b = broker.borrow();
+    let mut out = b.outputs("out");
+    out.sort();
+    assert_eq!(out, ["a#1", "a#1", "b#2", "b#2", "c#3", "d#4"]);
+    assert_eq!(b.committed, BTreeMap::from([(0, 4), (1, 2)]));
+    assert_eq!(b.rewinds, 1);
+}
+
+#[test]
+fn a_position_lost_during_a_restore_is_placed_again_after_it() {
+    let (stop, shutdown) = Shutdown::manual();
+    let broker = Broker::new(&lines(4, 0), &[0], stop);
+    // A new assignment after the first batch; its partition is reported
+    // unplaced while the restore runs (a new group's partitions are).
+    broker
+        .borrow_mut()
+        .at(2, Event::Assign(vec![0]))
+        .at(2, Event::PositionLost(0));
+    let mut stage = Counter::default();
+    run_stage(&broker, &shutdown, &mut stage, 2);
+    let b = broker.borrow();
+    assert_eq!(b.outputs("out"), ["a#1", "b#2", "c#3", "d#4"]);
+    assert_eq!(b.committed, BTreeMap::from([(0, 4)]));
+    assert_eq!(stage.restored, [vec![0], vec![0]]);
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::batch::Batch;
+use super::integrity;
 use super::run::{Commit, Committed};
 use super::{Offsets, Output, Source};
 use crate::metrics as m;
@@ -33,6 +34,9 @@ pub struct Transactional<'n, P, F> {
     connect: F,
     producer: Option<P>,
     notifier: &'n Notifier,
+    /// The stage's changelog, which gets the batch's input offsets
+    /// ([`integrity::markers`]).
+    changelog: Option<String>,
 }
 
 impl<'n, P: TxnProducer, F: FnMut() -> anyhow::Result<P>> Transactional<'n, P, F> {
@@ -44,7 +48,14 @@ impl<'n, P: TxnProducer, F: FnMut() -> anyhow::Result<P>> Transactional<'n, P, F
             connect,
             producer: None,
             notifier,
+            changelog: None,
         }
+    }
+
+    /// Every transaction also writes its input offsets to `changelog`.
+    pub fn with_markers(mut self, changelog: Option<&str>) -> Self {
+        self.changelog = changelog.map(str::to_string);
+        self
     }
 
     fn producer(&self) -> anyhow::Result<&P> {
@@ -78,7 +89,11 @@ where
         let producer = self.producer()?;
         let start = Instant::now();
         producer.begin().context("begin_transaction")?;
-        for output in outputs {
+        let markers = match &self.changelog {
+            Some(changelog) => integrity::markers(changelog, &batch.offsets),
+            None => Vec::new(),
+        };
+        for output in outputs.iter().chain(&markers) {
             producer
                 .send(output)
                 .with_context(|| format!("producing to {}", output.topic))?;

@@ -37,13 +37,13 @@ const RETRY: Retry = Retry {
     max_interval: Duration::from_millis(5),
 };
 
-fn strategy<'a>(
-    writer: &'a Fake,
+fn strategy<'a, W: PointWriter>(
+    writer: &'a W,
     broker: &Shared,
     runtime: &tokio::runtime::Runtime,
     shutdown: &Shutdown,
     notifier: &'a Notifier,
-) -> WriteThenCommit<'a, Fake, FakeDlq, impl FnMut() -> anyhow::Result<FakeDlq>> {
+) -> WriteThenCommit<'a, W, FakeDlq, impl FnMut() -> anyhow::Result<FakeDlq>> {
     let broker = broker.clone();
     WriteThenCommit {
         writer,
@@ -61,10 +61,10 @@ fn strategy<'a>(
     }
 }
 
-fn run_on(
+fn run_on<W: PointWriter>(
     broker: &Shared,
     shutdown: &Shutdown,
-    commit: &mut WriteThenCommit<'_, Fake, FakeDlq, impl FnMut() -> anyhow::Result<FakeDlq>>,
+    commit: &mut WriteThenCommit<'_, W, FakeDlq, impl FnMut() -> anyhow::Result<FakeDlq>>,
 ) {
     let spec = StageSpec {
         name: "test".into(),
@@ -176,4 +176,81 @@ fn shutdown_while_the_store_fails_leaves_the_batch_uncommitted() {
     assert!(writer.accepted.lock().unwrap().is_empty());
     assert!(b.produced.is_empty(), "nothing to the DLQ");
     assert!(b.committed.is_empty(), "the batch waits for the next start");
+}
+
+/// A store that notes the waiting gauge at every write, then answers like
+/// [`Fake`].
+struct Watched {
+    store: Fake,
+    snapshotter: metrics_util::debugging::Snapshotter,
+    gauge_at_write: std::sync::Mutex<Vec<f64>>,
+}
+
+impl Watched {
+    fn gauge(&self) -> f64 {
+        let values: Vec<f64> = self
+            .snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| {
+                let key = key.key();
+                key.name() == m::WAITING_SECONDS
+                    && key
+                        .labels()
+                        .any(|l| (l.key(), l.value()) == ("for", "influxdb"))
+            })
+            .map(|(.., value)| match value {
+                metrics_util::debugging::DebugValue::Gauge(v) => v.0,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(values.len(), 1, "one gauge");
+        values[0]
+    }
+}
+
+impl PointWriter for Watched {
+    async fn write(&self, points: Vec<DataPoint>) -> Option<influx::Failure> {
+        let gauge = self.gauge();
+        self.gauge_at_write.lock().unwrap().push(gauge);
+        self.store.write(points).await
+    }
+}
+
+#[test]
+fn a_batch_retried_shows_how_long_it_waits_for_influxdb() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let writer = Watched {
+        store: Fake {
+            flaky: 3.into(),
+            ..Fake::default()
+        },
+        snapshotter: recorder.snapshotter(),
+        gauge_at_write: Default::default(),
+    };
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (stop, shutdown) = Shutdown::manual();
+        let broker = Broker::new(
+            &[(0, stats_json(1, 80)), (0, stats_json(2, 81))],
+            &[0],
+            stop,
+        );
+        let notifier = Notifier::from_env();
+        let mut commit = strategy(&writer, &broker, &runtime, &shutdown, &notifier);
+        run_on(&broker, &shutdown, &mut commit);
+        assert_eq!(broker.borrow().committed, BTreeMap::from([(0, 2)]));
+    });
+    let seen = writer.gauge_at_write.lock().unwrap().clone();
+    // Flowing: 0 at the first attempt; then the time since that first
+    // failure, growing with each of the three retries; 0 once written.
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen[0], 0.0);
+    assert!(
+        seen[1] > 0.0 && seen[1] < seen[2] && seen[2] < seen[3],
+        "{seen:?}"
+    );
+    assert_eq!(writer.gauge(), 0.0);
+    assert_eq!(*writer.store.accepted.lock().unwrap(), [80, 81]);
 }
