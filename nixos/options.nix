@@ -408,6 +408,10 @@ in
             for = duration "the dead-letter rate above the threshold" alertDefaults.dlqRate.for;
             threshold = threshold "records per second into the DLQ, per reason (fires above it)" alertDefaults.dlqRate.threshold;
           };
+          stageWaiting = {
+            for = duration "a stage retrying without progress past the threshold" alertDefaults.stageWaiting.for;
+            threshold = threshold "seconds a stage has retried InfluxDB or Kafka without progress (fires above it)" alertDefaults.stageWaiting.threshold;
+          };
         };
       };
 

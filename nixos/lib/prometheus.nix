@@ -117,6 +117,11 @@ rec {
       # Records per second into the dead-letter topic, per reason.
       threshold = 1;
     };
+    stageWaiting = {
+      for = "1m";
+      # Seconds a stage has retried the same batch (InfluxDB) or session (Kafka).
+      threshold = 300;
+    };
   };
 
   alert = name: alertDefaults.${name} // (if alerts ? ${name} then alerts.${name} else { });
@@ -169,6 +174,13 @@ rec {
       expr = "sum by (reason) (rate(pulsewire_rejected_total[${rateWindow}])) > ${num (alert "dlqRate").threshold}";
       for = (alert "dlqRate").for;
       summary = "{{ $value }} records/s go to the dead-letter topic as {{ $labels.reason }}: look at the records (heartrate.dlq) and journalctl -u pulsewire-aggregator -u pulsewire-processor -u pulsewire-uploader";
+    }
+    {
+      alert = "PulsewireStageWaiting";
+      signal = "pulsewire_waiting_seconds";
+      expr = "pulsewire_waiting_seconds > ${num (alert "stageWaiting").threshold}";
+      for = (alert "stageWaiting").for;
+      summary = "{{ $labels.stage }} ({{ $labels.instance }}) has been waiting {{ $value }} s for {{ $labels.for }}, retrying without progress; input older than the topics' retention (14 days) is lost: journalctl -u {{ $labels.unit }}";
     }
   ];
 

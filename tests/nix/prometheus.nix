@@ -142,7 +142,7 @@ h.run [
     && builtins.stringLength pipeline.prometheus.jmx_exporter_sha256 == 64
     && contains (builtins.substring 0 32 (builtins.hashString "sha256" pipeline.prometheus.jmx_exporter_sha256)) opt
   ))
-  (check "six alert rules, each with a summary that names where to look" (
+  (check "seven alert rules, each with a summary that names where to look" (
     map (r: r.alert) (builtins.head (rules appliance)).rules == [
       "PulsewireStageDown"
       "PulsewireBrokerDown"
@@ -150,6 +150,7 @@ h.run [
       "PulsewireUnderReplicatedPartitions"
       "PulsewireLagGrowing"
       "PulsewireDlqRate"
+      "PulsewireStageWaiting"
     ]
     && builtins.all (r: contains "journalctl -u" r.annotations.summary) (builtins.head (rules appliance)).rules
   ))

@@ -109,8 +109,15 @@ def test_store_down(dist) -> None:
         check(not processes.port_open(store.store().facts["port"]), "the store still answers after it was stopped")
         time.sleep(30)
         assert_midstream("the store's return")
+        # A stuck uploader is visible: the gauge the PulsewireStageWaiting alert watches.
+        waiting = 'pulsewire_waiting_seconds{for="influxdb"}'
+        port = services.metrics_port("uploader")
+        waited = services.scrape(port).get(waiting)
+        check(waited is not None and waited >= 10, f"{waiting} is {waited} after 30 s without the store")
         store.start_store()
-        return f"store unreachable for {time.monotonic() - t0:.0f}s from {seen} readings on"
+        processes.wait_for(f"{waiting} back to 0", lambda: services.scrape(port).get(waiting) == 0, 60)
+        return (f"store unreachable for {time.monotonic() - t0:.0f}s from {seen} readings on; the uploader "
+                f"showed {waited:.0f} s waiting for InfluxDB")
     print(fault_run(dist, inject))
 
 

@@ -97,6 +97,7 @@ where
         m::BATCH_RECORDS,
         m::PROCESSING_SECONDS,
     ]);
+    metrics::gauge!(m::WAITING_SECONDS, "for" => "kafka").set(0.0);
     let mut pause = session_pauses();
     let mut ready = false;
     // Since when sessions have been failing, one after the other.
