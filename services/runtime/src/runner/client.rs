@@ -173,9 +173,9 @@ impl ClientConfigs {
                 .set("isolation.level", "read_committed")
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
-                // A committed offset out of the log's range stops the stage
-                // (see `source`); new partitions start at the beginning.
-                .set("auto.offset.reset", "error")
+                // A new group starts at the beginning; any other reset stops
+                // the stage or rewinds it (see `source`).
+                .set("auto.offset.reset", "earliest")
                 // A SIGKILLed predecessor holds its partitions until its
                 // session expires; keep that wait short so a restart resumes
                 // quickly.

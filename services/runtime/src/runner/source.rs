@@ -1,20 +1,22 @@
 //! The group consumer a session reads its input from ([`KafkaSource`]), and
 //! the consumer context that tracks its rebalances and publishes its lag.
 //!
-//! The consumer runs with `auto.offset.reset=error`: a committed offset that
-//! is no longer in the log (retention, deleted records) stops the stage with
-//! a message instead of skipping to the log's start or end. librdkafka then
-//! stops fetching every partition it could not place, including a new
-//! group's partitions, which have no committed offset: [`KafkaSource::poll`]
-//! tells the two apart, and the runner rewinds to the committed offsets (the
-//! beginning where there are none), which fetches them again.
-
+//! A new group's partitions start at the beginning (`auto.offset.reset=
+//! earliest`). Any other reset of a position is librdkafka moving a
+//! partition away from where the group is, so the stage never commits past
+//! it: a committed offset that is no longer in the log (retention, deleted
+//! records) stops the stage with a message instead of skipping to what is
+//! left, and a position lost while a leader moved (log truncation, a failed
+//! offset query) is rewound to the committed offset. librdkafka reports
+//! such a reset only in its log (facility `OFFSET`, level warning), which
+//! [`StageContext`] watches.
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
@@ -38,6 +40,8 @@ pub struct StageContext {
     assignment: Mutex<Vec<(String, i32)>>,
     /// `(group, topic)` whose lag the statistics publish.
     lag: Option<(String, String)>,
+    /// librdkafka reset a position for an error since the last poll.
+    offset_reset: AtomicBool,
 }
 
 impl StageContext {
@@ -62,6 +66,21 @@ impl StageContext {
 }
 
 impl ClientContext for StageContext {
+    /// Called from librdkafka's threads. A position reset for an error is
+    /// logged (facility `OFFSET`, level warning) before the partition is
+    /// fetched from its new position, so the flag is up before any record
+    /// from there reaches `poll`.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        let serious = !matches!(
+            level,
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info | RDKafkaLogLevel::Debug
+        );
+        if fac == "OFFSET" && serious {
+            self.offset_reset.store(true, Ordering::SeqCst);
+        }
+        rdkafka::client::DefaultClientContext.log(level, fac, log_message);
+    }
+
     /// Once a second (`statistics.interval.ms`): the lag of every partition.
     fn stats_raw(&self, statistics: &[u8]) {
         let Some((group, topic)) = &self.lag else {
@@ -142,7 +161,7 @@ fn rewind_offset(
     match committed {
         Offset::Offset(o) => Ok(Offset::Offset(o)),
         // No committed offset yet: the group starts at the beginning
-        // (`KafkaSource::poll`), so that is where we rewind to.
+        // (auto.offset.reset=earliest), so that is where we rewind to.
         Offset::Invalid => Ok(Offset::Beginning),
         other => anyhow::bail!("committed offset of {topic}/{partition}: unexpected {other:?}"),
     }
@@ -156,17 +175,17 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// librdkafka could not place a partition's position and, with
-    /// `auto.offset.reset=error`, stopped fetching it. The error does not
-    /// say which partition, so every assigned one is checked: a committed
-    /// offset that is no longer in the log is [`Refused`]; otherwise (no
-    /// committed offset yet, or a position lost while leaders moved) it is
-    /// [`PositionLost`], and the runner rewinds.
-    fn offset_reset(&self, err: KafkaError) -> anyhow::Error {
+    /// librdkafka reset a position for an error (see the module docs). Its
+    /// log says which partition, so every assigned one is checked instead:
+    /// a committed offset that is no longer in the log is [`Refused`];
+    /// otherwise the position was lost while a leader moved, and the
+    /// runner rewinds to the committed offsets ([`PositionLost`]).
+    fn offset_reset(&self) -> anyhow::Error {
+        let what = "librdkafka reset a fetch position (its log above says why)";
         match self.gone_offset() {
             Ok(Some(refused)) => refused.into(),
-            Ok(None) => PositionLost(err.to_string()).into(),
-            Err(lookup) => PositionLost(format!("{err} (not checked: {lookup:#})")).into(),
+            Ok(None) => PositionLost(what.into()).into(),
+            Err(lookup) => PositionLost(format!("{what}; not checked: {lookup:#}")).into(),
         }
     }
 
@@ -209,15 +228,18 @@ impl Source for KafkaSource {
     type Group = ConsumerGroupMetadata;
 
     fn poll(&self, timeout: Duration) -> Option<anyhow::Result<BorrowedMessage<'_>>> {
-        self.consumer.poll(timeout).map(|polled| {
-            polled.map_err(|err| {
-                if err.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
-                    self.offset_reset(err)
-                } else {
-                    err.into()
-                }
-            })
-        })
+        let polled = self.consumer.poll(timeout);
+        // Checked after the poll: a record from a reset position arrives
+        // only after the flag is up, so it is never returned.
+        if self
+            .consumer
+            .context()
+            .offset_reset
+            .swap(false, Ordering::SeqCst)
+        {
+            return Some(Err(self.offset_reset()));
+        }
+        polled.map(|polled| polled.map_err(anyhow::Error::from))
     }
 
     fn generation(&self) -> u64 {
@@ -310,6 +332,33 @@ impl Source for KafkaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_position_reset_for_an_error_raises_the_flag() {
+        let context = StageContext::default();
+        // What rd_kafka_offset_reset logs when a fetch is out of range;
+        // a new group's start at the beginning is only debug-logged.
+        context.log(
+            RDKafkaLogLevel::Debug,
+            "OFFSET",
+            "heartrate.raw [0]: offset reset (at offset INVALID, broker -1) to BEGINNING: \
+             no previously committed offset available: Local: No offset stored",
+        );
+        context.log(
+            RDKafkaLogLevel::Warning,
+            "COMMITFAIL",
+            "Offset commit failed",
+        );
+        assert!(!context.offset_reset.load(Ordering::SeqCst));
+        context.log(
+            RDKafkaLogLevel::Warning,
+            "OFFSET",
+            "heartrate.raw [0]: offset reset (at offset 12 (leader epoch 0), broker 1) to \
+             offset BEGINNING (leader epoch -1): fetch failed due to requested offset not \
+             available on the broker: Broker: Offset out of range",
+        );
+        assert!(context.offset_reset.load(Ordering::SeqCst));
+    }
 
     #[test]
     fn a_partition_error_is_not_a_missing_offset() {
