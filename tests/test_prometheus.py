@@ -43,7 +43,7 @@ def rendered(tmp_path_factory) -> Path:
 def test_config_and_rules_pass_promtool(rendered):
     config = promtool("check", "config", "prometheus.yml", cwd=rendered)
     assert config.returncode == 0, config.stdout + config.stderr
-    assert "SUCCESS: 6 rules found" in config.stdout + config.stderr
+    assert "SUCCESS: 7 rules found" in config.stdout + config.stderr
     rules = promtool("check", "rules", "rules.yml", cwd=rendered)
     assert rules.returncode == 0, rules.stdout + rules.stderr
 
