@@ -68,7 +68,7 @@ def main():
               f"{e['delivered']:,}/{e['offered']:,}")
     print(f"\nquick: aggregator/ceiling {r1}, processor/ceiling {r2}, pulsewire/faust {r3}, "
           f"e2e p50 {e.get('recv_p50', 'n/a')} ms p99 {e.get('recv_p99', 'n/a')} ms, "
-          f"peak RSS {max(rss) if rss else 'n/a'} MB")
+          f"peak RSS {f'{max(rss):.1f}' if rss else 'n/a'} MB")
 
 
 if __name__ == "__main__":
