@@ -32,9 +32,9 @@ use crate::notify::Notifier;
 pub const MARKER_KEY: &[u8] = b"@input-offset";
 
 /// How long a restore waits for the markers of a committed transaction to
-/// become visible: the transaction timeout (60 s) plus a margin. Longer
-/// than that, the transaction cannot still be open.
-pub const CATCH_UP: Duration = Duration::from_secs(75);
+/// become visible: as long as it waits for the last stable offset (longer,
+/// the transaction cannot still be open).
+pub const CATCH_UP: Duration = super::restore::STABLE_WAIT;
 
 /// The exit status of a stage that refuses to run: `EX_CONFIG` of
 /// sysexits.h. The units do not restart on it (`RestartPreventExitStatus`).
