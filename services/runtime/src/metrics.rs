@@ -93,6 +93,12 @@ pub fn error(kind: &'static str) {
     metrics::gauge!(LAST_ERROR_SECONDS, "kind" => kind).set(now);
 }
 
+/// Sets how long the stage has been waiting `on` (`kafka`, `influxdb`): the
+/// seconds it has retried without progress, 0 while batches go through.
+pub fn waiting(on: &'static str, seconds: f64) {
+    metrics::gauge!(WAITING_SECONDS, "for" => on).set(seconds);
+}
+
 /// Publishes the counters `names` (no labels) at 0.
 pub fn zero(names: &[&'static str]) {
     for name in names {

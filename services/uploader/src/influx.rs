@@ -122,15 +122,15 @@ pub struct Waiting {
 impl Waiting {
     /// For a batch of `points` points; sets the gauge to 0.
     pub fn new(points: usize) -> Self {
-        Self::gauge().set(0.0);
+        Self::gauge(0.0);
         Self {
             points,
             since: Cell::new(None),
         }
     }
 
-    fn gauge() -> metrics::Gauge {
-        metrics::gauge!(pulsewire_runtime::metrics::WAITING_SECONDS, "for" => "influxdb")
+    fn gauge(seconds: f64) {
+        pulsewire_runtime::metrics::waiting("influxdb", seconds);
     }
 
     /// A write failed and is retried in `retry_in`.
@@ -138,7 +138,7 @@ impl Waiting {
         let since = self.since.get().unwrap_or_else(Instant::now);
         self.since.set(Some(since));
         let waited = since.elapsed();
-        Self::gauge().set(waited.as_secs_f64());
+        Self::gauge(waited.as_secs_f64());
         let (Failure::Transient(why) | Failure::Refused(why)) = failure;
         tracing::warn!(
             retry_in_ms = retry_in.as_millis() as u64,
@@ -151,7 +151,7 @@ impl Waiting {
     /// Brings the gauge up to date while the batch waits.
     pub fn tick(&self) {
         if let Some(since) = self.since.get() {
-            Self::gauge().set(since.elapsed().as_secs_f64());
+            Self::gauge(since.elapsed().as_secs_f64());
         }
     }
 }
@@ -159,7 +159,7 @@ impl Waiting {
 impl Drop for Waiting {
     /// The batch is written (or the uploader stops): nothing waits.
     fn drop(&mut self) {
-        Self::gauge().set(0.0);
+        Self::gauge(0.0);
     }
 }
 

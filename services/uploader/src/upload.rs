@@ -280,7 +280,7 @@ pub async fn run(
     m::zero_by(m::REJECTED, "reason", &[REFUSED, UNREADABLE]);
     m::zero_by(m::ERRORS, "kind", &["commit", "influx_write"]);
     m::zero(&[m::DLQ]);
-    metrics::gauge!(m::WAITING_SECONDS, "for" => "influxdb").set(0.0);
+    m::waiting("influxdb", 0.0);
     // The runner is synchronous (librdkafka's calls block); the writes to
     // InfluxDB run on the runtime, from this thread.
     tokio::task::block_in_place(|| {

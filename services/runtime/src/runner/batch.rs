@@ -129,7 +129,7 @@ pub fn collect<S: Source>(
             // stage must reset first), so put the position back on it, or
             // the next batch would commit past a record nobody processed.
             if let Some(Err(err)) = polled {
-                if integrity::is_refused(&err) || integrity::is_position_lost(&err) {
+                if integrity::ends_batch(&err) {
                     return Err(err);
                 }
             } else if let Some(Ok(msg)) = &polled {
@@ -158,9 +158,7 @@ pub fn collect<S: Source>(
             }
             // A committed offset is gone from the log: stop, do not skip.
             // Or a partition's position must be placed again: rewind.
-            Some(Err(err)) if integrity::is_refused(&err) || integrity::is_position_lost(&err) => {
-                return Err(err)
-            }
+            Some(Err(err)) if integrity::ends_batch(&err) => return Err(err),
             Some(Err(err)) => {
                 // librdkafka reports transient broker trouble here and
                 // recovers by itself; it is not a reason to drop the batch.

@@ -105,6 +105,12 @@ pub fn is_position_lost(err: &anyhow::Error) -> bool {
     err.downcast_ref::<PositionLost>().is_some()
 }
 
+/// Whether `err` ends collecting a batch and goes to the runner: the stage
+/// must stop ([`Refused`]) or rewind ([`PositionLost`]).
+pub fn ends_batch(err: &anyhow::Error) -> bool {
+    is_refused(err) || is_position_lost(err)
+}
+
 /// Ends the process with [`EXIT_REFUSED`] if the stage refused to run;
 /// otherwise hands `result` back.
 pub fn exit_if_refused(result: anyhow::Result<()>) -> anyhow::Result<()> {

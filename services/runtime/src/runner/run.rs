@@ -97,7 +97,7 @@ where
         m::BATCH_RECORDS,
         m::PROCESSING_SECONDS,
     ]);
-    metrics::gauge!(m::WAITING_SECONDS, "for" => "kafka").set(0.0);
+    m::waiting("kafka", 0.0);
     let mut pause = session_pauses();
     let mut ready = false;
     // Since when sessions have been failing, one after the other.
@@ -126,7 +126,7 @@ where
                 m::error("session");
                 let wait = pause.next().unwrap_or(SESSION_PAUSE_MAX);
                 let waited = failing_since.get_or_insert(started).elapsed();
-                metrics::gauge!(m::WAITING_SECONDS, "for" => "kafka").set(waited.as_secs_f64());
+                m::waiting("kafka", waited.as_secs_f64());
                 tracing::error!(
                     error = format!("{err:#}"),
                     retry_in_ms = wait.as_millis() as u64,
@@ -230,7 +230,7 @@ where
                     batch.observe_latency();
                 }
                 transform.committed();
-                metrics::gauge!(m::WAITING_SECONDS, "for" => "kafka").set(0.0);
+                m::waiting("kafka", 0.0);
                 tracing::debug!(
                     records = batch.records,
                     outputs = outputs.len(),
