@@ -145,6 +145,9 @@ enum Cmd {
         sensors: u64,
         #[arg(long, default_value_t = 900_001)]
         first_sensor: u64,
+        /// The producer's linger.ms (sink=kafka): 1 sends nearly every reading on its own.
+        #[arg(long, default_value_t = 1)]
+        linger_ms: u64,
     },
 }
 
@@ -164,8 +167,8 @@ fn main() {
         Cmd::Mktopic { names, compact } => mktopic(&cli.brokers, &names, compact),
         Cmd::Rmtopics { prefixes } => rmtopics(&cli.brokers, &prefixes),
         Cmd::Lag { pairs, seconds, interval_ms } => lag(&cli.brokers, &pairs, seconds, interval_ms),
-        Cmd::Probe { sink, file, topic, rate, seconds, sensors, first_sensor } => {
-            probe(&cli.brokers, sink, file, topic, rate, seconds, sensors, first_sensor)
+        Cmd::Probe { sink, file, topic, rate, seconds, sensors, first_sensor, linger_ms } => {
+            probe(&cli.brokers, sink, file, topic, rate, seconds, sensors, first_sensor, linger_ms)
         }
     };
     if let Err(e) = res {

@@ -19,6 +19,7 @@ pub(crate) fn probe(
     seconds: u64,
     sensors: u64,
     first_sensor: u64,
+    linger_ms: u64,
 ) -> Res {
     let mut out = match sink {
         ProbeSink::File => Some(
@@ -30,7 +31,7 @@ pub(crate) fn probe(
         ProbeSink::Kafka => None,
     };
     let producer: Option<BaseProducer> = match sink {
-        ProbeSink::Kafka => Some(producer_config(brokers).set("linger.ms", "1").create()?),
+        ProbeSink::Kafka => Some(producer_config(brokers).set("linger.ms", linger_ms.to_string()).create()?),
         ProbeSink::File => None,
     };
     let topic = topic.unwrap_or_default();
