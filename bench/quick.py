@@ -62,6 +62,10 @@ def main():
     r2 = ratio(rate.get("processor"), rate.get("ceiling-readings"))
     r3 = ratio(series(rate.get("aggregator"), rate.get("processor")),
                series(rate.get("faust-agg"), rate.get("faust-proc")))
+    r4 = ratio(series(rate.get("aggregator"), rate.get("processor")),
+               series(rate.get("pyloop-agg"), rate.get("pyloop-proc")))
+    print(f"\npulsewire/python loop {r4} (the loop is at-least-once: no transactions, offsets "
+          f"auto-committed)")
     if e:
         print(f"\ne2e at {e['rate']}/s for the measured {e['measured_points']:,} points: reached the store "
               f"p50 {e['recv_p50']} ms, p99 {e['recv_p99']} ms (this machine); delivered "
