@@ -72,8 +72,11 @@ impl Settings {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    pulsewire_runtime::memory::service_main(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let layers = Layers::load(Stage::Aggregator, &args)?;
     let settings: Settings = layers.extract()?;

@@ -95,8 +95,11 @@ struct Settings {
     max_states: usize,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    pulsewire_runtime::memory::service_main(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let layers = Layers::load(Stage::Processor, &args)?;
     let settings: Settings = layers.extract()?;

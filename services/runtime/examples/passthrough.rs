@@ -73,8 +73,11 @@ impl Transform for Copy {
     fn reset(&mut self) {}
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    pulsewire_runtime::memory::service_main(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let stage = match args.like {
         Like::Aggregator => Stage::Aggregator,

@@ -10,8 +10,10 @@
 //! - [`metrics`]: the Prometheus endpoint and the metric names.
 //! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`shutdown`]: SIGTERM/SIGINT as a small watch type.
+//! - [`memory`]: how a service starts: malloc arenas capped, then Tokio.
 
 pub mod config;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod runner;

@@ -186,8 +186,11 @@ impl Source {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    pulsewire_runtime::memory::service_main(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let layers = Layers::load(Stage::Simulator, &args)?;
     let own: Settings = layers.extract()?;

@@ -100,8 +100,11 @@ struct Settings {
     write_timeout_ms: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    pulsewire_runtime::memory::service_main(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let layers = Layers::load(Stage::Uploader, &args)?;
     let (consumer, own): (ConsumerSettings, Settings) = (layers.extract()?, layers.extract()?);
