@@ -271,7 +271,6 @@ rec {
       "topic" = (topicByKey "raw").name;
       # Refuse to start unless the connector really is exactly-once (KIP-618).
       "exactly.once.support" = "required";
-      "batch.size" = toString pipeline.connect.poll_batch_lines;
       "key.converter" = "org.apache.kafka.connect.storage.StringConverter";
       "value.converter" = "org.apache.kafka.connect.storage.StringConverter";
     };

@@ -154,9 +154,6 @@ h.run [
     && connector."tasks.max" == "1"
     && connector.file == "/var/lib/pulsewire/readings.csv"
   ))
-  (check "connector hands over up to 20,000 lines per poll (one transaction each)" (
-    connector."batch.size" == "20000"
-  ))
   (check "connector JSON round-trips" (
     builtins.fromJSON (p.connectorJson { file = "/f"; }) == p.connectorConfig { file = "/f"; }
   ))
