@@ -2,18 +2,13 @@
 drain rate, CPU per record and peak RSS (medians of the runs, with the range), then end-to-end
 latency per offered rate. Absolute figures are this machine's."""
 
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report import load, rate_active  # noqa: E402
+from report import fmt, load, mmm, rate_active  # noqa: E402
 
 RES = Path(sys.argv[1])
-
-
-def mmm(xs, fmt):
-    return f"{fmt(statistics.median(xs))} ({fmt(min(xs))}–{fmt(max(xs))})"
 
 
 def main():
@@ -26,9 +21,9 @@ def main():
     print("|---|---|---|---|---|---|---|")
     for (sensors, system), rs in sorted(rows.items()):
         print(f"| {sensors:,} | {system} | {rs[0]['messages']:,} | {len(rs)} | "
-              f"{mmm([rate_active(r) for r in rs], lambda x: f'{x:,.0f}')} | "
-              f"{mmm([r['cpu_s_per_million'] for r in rs], lambda x: f'{x:.2f}')} | "
-              f"{mmm([r['peak_rss_mb'] for r in rs], lambda x: f'{x:.1f}')} |")
+              f"{fmt(mmm([rate_active(r) for r in rs]))} | "
+              f"{fmt(mmm([r['cpu_s_per_million'] for r in rs]), 2)} | "
+              f"{fmt(mmm([r['peak_rss_mb'] for r in rs]), 1)} |")
     hops = load("e2e-hops.jsonl", RES)
     print("\n| offered/s | delivered | to the store p50 / p99 ms | produced to raw / readings / stats p50 ms "
           "| max lag agg / proc / upl | peak RSS MB agg / proc / upl |")
