@@ -6,11 +6,12 @@
 //! backlog each of them grows an arena of its own. Two arenas are enough for
 //! a service whose work is one batch at a time.
 //!
-//! Measured while draining 1,000,000 records, four runs each, alternating
-//! with the same consumer read-ahead: the aggregator peaked at 46–48 MB
+//! Measured together with the smaller consumer read-ahead of the same change
+//! (`runner::client`'s `CONSUMER_MEMORY`), while draining 1,000,000 records,
+//! four runs each, alternating with neither: the aggregator peaked at 46–48 MB
 //! instead of 58–64 MB, and the processor at 72–76 MB instead of 88–92 MB, at
-//! the same drain rate (`docs/benchmarks.md`, "What a draining stage's memory
-//! is made of").
+//! the same drain rate. The cap alone took 3–13 MB off in shorter drains
+//! (`docs/benchmarks.md`, "What a draining stage's memory is made of").
 
 use std::future::Future;
 
